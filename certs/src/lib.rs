@@ -1,0 +1,274 @@
+//! Webhook TLS for gitwarden.
+//!
+//! The API server calls admission webhooks only over TLS and only trusts the CA
+//! bundle registered in the webhook configuration. This crate generates that CA
+//! and the serving certificates it signs, with rcgen on the same aws-lc-rs
+//! crypto provider the rest of gitwarden uses, so no OpenSSL is ever needed.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// Why a certificate could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused the parameters or failed to sign.
+    #[error("generating {what}: {source}")]
+    Generate {
+        /// Which certificate or key was being generated.
+        what: &'static str,
+        /// The underlying rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A DNS name is not a valid subject alternative name.
+    #[error("invalid DNS name {name:?} for a serving certificate: {source}")]
+    InvalidDnsName {
+        /// The rejected name.
+        name: String,
+        /// The underlying rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The validity period does not fit the certificate time range.
+    #[error("validity of {0:?} is out of range")]
+    Validity(Duration),
+}
+
+/// A certificate authority that exists only to sign webhook serving certificates.
+/// Its certificate is what goes into a webhook configuration's `caBundle`.
+pub struct CertificateAuthority {
+    params: CertificateParams,
+    key: KeyPair,
+    cert_pem: String,
+    not_after: SystemTime,
+}
+
+/// A serving certificate and its private key, both PEM, ready for rustls.
+#[derive(Clone)]
+pub struct ServingCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key (PKCS#8), PEM. Never log it.
+    pub key_pem: String,
+    /// When the certificate stops being valid: rotation is planned from this.
+    pub not_after: SystemTime,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validity_window(
+    validity: Duration,
+) -> Result<(time::OffsetDateTime, time::OffsetDateTime, SystemTime), CertError> {
+    let now = time::OffsetDateTime::now_utc();
+    let span = time::Duration::try_from(validity).map_err(|_| CertError::Validity(validity))?;
+    let not_after = now.checked_add(span).ok_or(CertError::Validity(validity))?;
+    // Backdate a little: clocks of the API server and the webhook may differ.
+    let not_before = now - time::Duration::minutes(5);
+    Ok((not_before, not_after, SystemTime::from(not_after)))
+}
+
+impl CertificateAuthority {
+    /// Generates a fresh CA key and self-signed certificate.
+    pub fn generate(common_name: &str, validity: Duration) -> Result<Self, CertError> {
+        let key = KeyPair::generate().map_err(|source| CertError::Generate {
+            what: "CA key",
+            source,
+        })?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let (not_before, not_after, expiry) = validity_window(validity)?;
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|source| CertError::Generate {
+                what: "CA certificate",
+                source,
+            })?;
+        Ok(Self {
+            params,
+            key,
+            cert_pem: cert.pem(),
+            not_after: expiry,
+        })
+    }
+
+    /// The CA certificate, PEM: the webhook configurations' `caBundle` (base64 of this).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA's private key, PEM, for storing it so that later rotations keep the same CA.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// When the CA itself expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// Issues a serving certificate for the given DNS names and IP addresses
+    /// (e.g. `gitwarden-webhook.gitwarden-system.svc` in a cluster, `127.0.0.1` locally).
+    pub fn issue_serving_cert(
+        &self,
+        dns_names: &[&str],
+        ips: &[IpAddr],
+        validity: Duration,
+    ) -> Result<ServingCert, CertError> {
+        let key = KeyPair::generate().map_err(|source| CertError::Generate {
+            what: "serving key",
+            source,
+        })?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            dns_names.first().copied().unwrap_or("gitwarden-webhook"),
+        );
+        params.distinguished_name = dn;
+        for name in dns_names {
+            let san = (*name)
+                .try_into()
+                .map_err(|source| CertError::InvalidDnsName {
+                    name: (*name).to_string(),
+                    source,
+                })?;
+            params.subject_alt_names.push(SanType::DnsName(san));
+        }
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let (not_before, not_after, expiry) = validity_window(validity)?;
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|source| CertError::Generate {
+                what: "serving certificate",
+                source,
+            })?;
+        Ok(ServingCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            not_after: expiry,
+        })
+    }
+}
+
+/// The validity window of a PEM certificate (the first one in the text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Not valid before this time.
+    pub not_before: SystemTime,
+    /// Not valid after this time.
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// Whether `now` lies inside the window: an expired serving certificate makes
+    /// every admission call fail, so the webhook reports it loudly.
+    pub fn contains(&self, now: SystemTime) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+}
+
+/// Reads the validity window of the first certificate in a PEM text, so the
+/// webhook and `doctor` can report expiry before the API server does.
+pub fn pem_validity(pem: &str) -> Result<Validity, InspectError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| InspectError(format!("not PEM: {e}")))?;
+    let cert = block
+        .parse_x509()
+        .map_err(|e| InspectError(format!("not an X.509 certificate: {e}")))?;
+    let to_system = |t: x509_parser::time::ASN1Time| {
+        let secs = t.timestamp();
+        if secs >= 0 {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+        } else {
+            SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        }
+    };
+    Ok(Validity {
+        not_before: to_system(cert.validity().not_before),
+        not_after: to_system(cert.validity().not_after),
+    })
+}
+
+/// A PEM text that could not be read as a certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("reading certificate: {0}")]
+pub struct InspectError(String);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn serving_cert_is_pem_and_signed_for_the_requested_names() {
+        let ca = CertificateAuthority::generate("test-ca", Duration::from_secs(3600)).unwrap();
+        let cert = ca
+            .issue_serving_cert(
+                &["webhook.example.svc"],
+                &["127.0.0.1".parse().unwrap()],
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert!(cert.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(cert.key_pem.contains("PRIVATE KEY"));
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(cert.not_after > SystemTime::now() + Duration::from_secs(590));
+        assert!(cert.not_after < ca.not_after());
+    }
+
+    #[test]
+    fn pem_validity_reads_the_window_of_an_issued_cert() {
+        let ca = CertificateAuthority::generate("test-ca", Duration::from_secs(3600)).unwrap();
+        let cert = ca
+            .issue_serving_cert(&["a.example"], &[], Duration::from_secs(600))
+            .unwrap();
+        let validity = pem_validity(&cert.cert_pem).unwrap();
+        assert!(validity.contains(SystemTime::now()));
+        assert!(!validity.contains(SystemTime::now() + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn pem_validity_rejects_garbage() {
+        assert!(pem_validity("not a certificate").is_err());
+    }
+
+    #[test]
+    fn invalid_dns_name_is_rejected_with_the_name() {
+        let ca = CertificateAuthority::generate("test-ca", Duration::from_secs(3600)).unwrap();
+        let err = ca
+            .issue_serving_cert(&["bad name with spaces"], &[], Duration::from_secs(60))
+            .unwrap_err();
+        assert!(err.to_string().contains("bad name with spaces"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+)
+
+func apiServerArgs(dir string, port int, etcdURL string, pk *pki, tokenFile string) []string {
+	return []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + dir + "/pki",
+		"--tls-cert-file=" + pk.servingCert,
+		"--tls-private-key-file=" + pk.servingKey,
+		"--client-ca-file=" + pk.caCert,
+		"--token-auth-file=" + tokenFile,
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-signing-key-file=" + pk.saKey,
+		"--service-account-key-file=" + pk.saPub,
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--endpoint-reconciler-type=none",
+		"--allow-privileged=true",
+		"--profiling=false",
+		"--v=0",
+	}
+}
+
+// startAPIServer runs kube-apiserver's own command in a goroutine; the channel
+// receives its result when it stops.
+func startAPIServer(args []string) <-chan error {
+	done := make(chan error, 1)
+	cmd := apiserverapp.NewAPIServerCommand()
+	cmd.SetArgs(args)
+	go func() { done <- cmd.Execute() }()
+	return done
+}
+
+// waitForAPIServer polls /readyz as admin until it answers ok.
+func waitForAPIServer(ctx context.Context, server, caFile, token string, apiDone <-chan error) (*kubernetes.Clientset, error) {
+	cfg := &rest.Config{Host: server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAFile: caFile}, QPS: 50, Burst: 100}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-apiDone:
+			return nil, fmt.Errorf("kube-apiserver exited during start-up: %v", err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil && string(body) == "ok" {
+			return cs, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("kube-apiserver not ready within 3 minutes: %v", last)
+}
+
+// bindClusterAdmins gives the human test users full rights through RBAC, as a
+// real cluster's administrators would have.
+func bindClusterAdmins(ctx context.Context, cs *kubernetes.Clientset, ids []*identity) error {
+	for _, id := range ids {
+		if !id.bindClusterAdmin {
+			continue
+		}
+		crb := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "test-cluster-admin-" + id.user},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: id.user}},
+		}
+		_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("binding cluster-admin to %s: %w", id.user, err)
+		}
+	}
+	return nil
+}
+
+// waitForDefaultNamespace waits for namespace default and its default service
+// account: the latter proves the controller-manager is writing.
+func waitForDefaultNamespace(ctx context.Context, cs *kubernetes.Clientset) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		_, nsErr := cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		_, saErr := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if nsErr == nil && saErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("namespace default or its default service account did not appear within 2 minutes")
+}
+
+// controllers are the kube-controller-manager loops the tests rely on: enough for
+// namespaces to finalize, owners to cascade, service accounts and their tokens to
+// exist, and Deployments to produce ReplicaSets.
+var controllers = "namespace-controller,garbage-collector-controller,serviceaccount-controller," +
+	"serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller," +
+	"replicaset-controller,statefulset-controller,daemonset-controller,job-controller," +
+	"clusterrole-aggregation-controller"
+
+// runControllerManager runs kube-controller-manager in this process. Its cobra
+// command would install a second signal handler, so the same steps run here directly.
+func runControllerManager(ctx context.Context, kubeconfig string, pk *pki) error {
+	s, err := kcmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return err
+	}
+	fss := s.Flags(kcmapp.KnownControllers(), kcmapp.ControllersDisabledByDefault(), kcmapp.ControllerAliases())
+	s.ParsedFlags = &fss
+	fs := pflag.NewFlagSet("kube-controller-manager", pflag.ContinueOnError)
+	for _, f := range fss.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + pk.saKey,
+		"--root-ca-file=" + pk.caCert,
+		"--controllers=" + controllers,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--concurrent-gc-syncs=5",
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("kube-controller-manager flags: %w", err)
+	}
+	c, err := s.Config(ctx, kcmapp.KnownControllers(), kcmapp.ControllersDisabledByDefault(), kcmapp.ControllerAliases())
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager config: %w", err)
+	}
+	return kcmapp.Run(ctx, c.Complete())
+}

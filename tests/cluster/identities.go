@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// identity is a static-token user of the test cluster. The humans are the
+// threat model gitwarden defends against: alice and carol are cluster-admins
+// by RBAC, admin is in system:masters (RBAC cannot restrict it at all).
+type identity struct {
+	file   string // kubeconfig file name in DIR, empty for internal users
+	user   string
+	groups []string
+	token  string
+	// bindClusterAdmin grants cluster-admin through a ClusterRoleBinding.
+	bindClusterAdmin bool
+}
+
+func identities() []*identity {
+	return []*identity{
+		{file: "admin.kubeconfig", user: "admin", groups: []string{"system:masters"}},
+		{file: "alice.kubeconfig", user: "alice", groups: []string{"developers"}, bindClusterAdmin: true},
+		{file: "carol.kubeconfig", user: "carol", groups: []string{"developers", "gitwarden:break-glass"}, bindClusterAdmin: true},
+		{file: "kube-controller-manager.kubeconfig", user: "system:kube-controller-manager"},
+	}
+}
+
+// writeTokenFile writes kube-apiserver's --token-auth-file (CSV: token,user,uid,"groups").
+func writeTokenFile(path string, ids []*identity) error {
+	var b strings.Builder
+	for _, id := range ids {
+		id.token = randomToken()
+		fmt.Fprintf(&b, "%s,%s,%s,\"%s\"\n", id.token, id.user, "uid-"+strings.ReplaceAll(id.user, ":", "-"), strings.Join(id.groups, ","))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// writeKubeconfig writes a kubeconfig with a bearer token; the same shape kubectl,
+// client-go and kube-rs all read.
+func writeKubeconfig(dir string, id *identity, server, caFile string) error {
+	abs, err := filepath.Abs(caFile)
+	if err != nil {
+		return err
+	}
+	content := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: gitwarden-test
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: %s
+  user:
+    token: %s
+contexts:
+- name: %s@gitwarden-test
+  context:
+    cluster: gitwarden-test
+    user: %s
+    namespace: default
+current-context: %s@gitwarden-test
+`, server, abs, id.user, id.token, id.user, id.user, id.user)
+	return os.WriteFile(filepath.Join(dir, id.file), []byte(content), 0o600)
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// pki holds the file paths of the cluster's own trust material. Everything is
+// generated fresh for every cluster: nothing secret is ever committed.
+type pki struct {
+	caCert      string
+	servingCert string
+	servingKey  string
+	saKey       string
+	saPub       string
+}
+
+// writePKI creates a CA, a serving certificate for 127.0.0.1/localhost signed by
+// it, and an RSA key pair for signing service-account tokens.
+func writePKI(dir string) (*pki, error) {
+	p := &pki{
+		caCert:      filepath.Join(dir, "ca.crt"),
+		servingCert: filepath.Join(dir, "pki", "apiserver.crt"),
+		servingKey:  filepath.Join(dir, "pki", "apiserver.key"),
+		saKey:       filepath.Join(dir, "pki", "sa.key"),
+		saPub:       filepath.Join(dir, "pki", "sa.pub"),
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "pki"), 0o700); err != nil {
+		return nil, err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "gitwarden-test-cluster-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		return nil, err
+	}
+	writes := []struct {
+		path, typ string
+		der       []byte
+		mode      os.FileMode
+	}{
+		{p.caCert, "CERTIFICATE", caDER, 0o644},
+		{p.servingCert, "CERTIFICATE", srvDER, 0o644},
+		{p.servingKey, "EC PRIVATE KEY", srvKeyDER, 0o600},
+		{p.saKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey), 0o600},
+		{p.saPub, "PUBLIC KEY", saPubDER, 0o644},
+	}
+	for _, w := range writes {
+		data := pem.EncodeToMemory(&pem.Block{Type: w.typ, Bytes: w.der})
+		if err := os.WriteFile(w.path, data, w.mode); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", w.path, err)
+		}
+	}
+	return p, nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// randomToken returns a 32-hex-character bearer token.
+func randomToken() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,6 @@
+//! gitwarden's end-to-end suite: one test binary, one real control plane
+//! (tests/cluster), the real kubectl and real git.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod harness;

@@ -1,0 +1,274 @@
+//! One real control plane per test binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::kubectl::{KubectlOutput, kubectl_binary, run_kubectl};
+use crate::namespace::TestNamespace;
+
+/// The people and programs the tests act as. The humans are the threat model:
+/// alice and carol hold cluster-admin through RBAC, admin is in system:masters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// User `admin`, group `system:masters`: RBAC cannot restrict it.
+    Admin,
+    /// User `alice`, group `developers`, bound to cluster-admin.
+    Alice,
+    /// User `carol`, groups `developers` and `gitwarden:break-glass`, bound to cluster-admin.
+    Carol,
+}
+
+impl Identity {
+    /// The kubeconfig file `tests/cluster/up` writes for this identity.
+    pub fn kubeconfig_file(self) -> &'static str {
+        match self {
+            Identity::Admin => "admin.kubeconfig",
+            Identity::Alice => "alice.kubeconfig",
+            Identity::Carol => "carol.kubeconfig",
+        }
+    }
+
+    /// The user name the API server sees.
+    pub fn user(self) -> &'static str {
+        match self {
+            Identity::Admin => "admin",
+            Identity::Alice => "alice",
+            Identity::Carol => "carol",
+        }
+    }
+}
+
+/// A running control plane and the files `tests/cluster/up` wrote for it.
+#[derive(Debug)]
+pub struct TestCluster {
+    dir: PathBuf,
+    server: String,
+    /// Kubeconfigs this process wrote for minted tokens.
+    scratch: PathBuf,
+}
+
+static CLUSTER: OnceLock<std::result::Result<TestCluster, String>> = OnceLock::new();
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+impl TestCluster {
+    /// The cluster shared by every test of this binary, started on first use.
+    ///
+    /// With `GITWARDEN_TEST_CLUSTER` set to a directory where `tests/cluster/up`
+    /// already runs a cluster, that one is used (and left running). Otherwise a new
+    /// cluster is started in a temporary directory; it watches this process and
+    /// stops and removes its state when the test binary exits, also after a panic
+    /// or a kill. A cluster that cannot start fails the test loudly: tests never
+    /// skip silently.
+    pub fn shared() -> &'static TestCluster {
+        let cluster = CLUSTER.get_or_init(|| Self::start().map_err(|e| format!("{e:#}")));
+        match cluster {
+            Ok(c) => c,
+            Err(e) => panic!("the test cluster (tests/cluster) could not start: {e}"),
+        }
+    }
+
+    fn start() -> Result<TestCluster> {
+        // Fail early with a clear message rather than deep inside a test.
+        kubectl_binary()?;
+        if let Some(dir) = std::env::var_os("GITWARDEN_TEST_CLUSTER") {
+            let dir = PathBuf::from(dir);
+            return Self::attach(dir);
+        }
+        let base =
+            std::env::temp_dir().join(format!("gitwarden-test-cluster-{}", std::process::id()));
+        let up = repo_root().join("tests/cluster/up");
+        let out = Command::new(&up)
+            .arg(&base)
+            .env(
+                "GITWARDEN_CLUSTER_WATCH_PID",
+                std::process::id().to_string(),
+            )
+            .env("GITWARDEN_CLUSTER_REMOVE_ON_EXIT", "1")
+            .output()
+            .with_context(|| format!("running {}", up.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} {} failed ({}):\n{}{}",
+                up.display(),
+                base.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        Self::attach(base)
+    }
+
+    fn attach(dir: PathBuf) -> Result<TestCluster> {
+        let server = std::fs::read_to_string(dir.join("server"))
+            .with_context(|| format!("no running cluster in {} (missing 'server')", dir.display()))?
+            .trim()
+            .to_string();
+        let scratch = dir.join(format!("scratch-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        Ok(TestCluster {
+            dir,
+            server,
+            scratch,
+        })
+    }
+
+    /// The directory holding kubeconfigs, `ca.crt`, `server` and `log`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The API server's https URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The CA that signed the API server's serving certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The kubeconfig file of an identity.
+    pub fn kubeconfig(&self, who: Identity) -> PathBuf {
+        self.dir.join(who.kubeconfig_file())
+    }
+
+    /// A kube client acting as `who`. Build one per test: a client belongs to the
+    /// tokio runtime it was made on.
+    pub async fn client(&self, who: Identity) -> Result<Client> {
+        client_from_kubeconfig(&self.kubeconfig(who)).await
+    }
+
+    /// A kube client acting with the bearer token of a kubeconfig file.
+    pub async fn client_for_kubeconfig(&self, path: &Path) -> Result<Client> {
+        client_from_kubeconfig(path).await
+    }
+
+    /// Runs the real `kubectl` as `who` and captures its output.
+    pub fn kubectl(&self, who: Identity, args: &[&str]) -> KubectlOutput {
+        run_kubectl(&self.kubeconfig(who), args)
+    }
+
+    /// Runs the real `kubectl` with any kubeconfig (e.g. one for a minted token).
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
+        run_kubectl(kubeconfig, args)
+    }
+
+    /// A fresh namespace for one test, created by admin and deleted when dropped.
+    pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace> {
+        TestNamespace::create(self, prefix).await
+    }
+
+    /// Mints a real service-account token with the TokenRequest API, bound to a Pod
+    /// of that service account, exactly as the kubelet does for a running pod. The
+    /// API server then reports the pod's name in the token's `userInfo.extra`.
+    /// Creates the service account and the (never scheduled) pod if missing, and
+    /// returns the token and a kubeconfig file that uses it.
+    pub async fn mint_service_account_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<(String, PathBuf)> {
+        let admin = self.client(Identity::Admin).await?;
+        let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+        if sas.get_opt(service_account).await?.is_none() {
+            let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": service_account }
+            }))?;
+            sas.create(&PostParams::default(), &sa)
+                .await
+                .context("creating service account")?;
+        }
+        let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
+        let pod_name = format!("{service_account}-token-holder");
+        let pod = match pods.get_opt(&pod_name).await? {
+            Some(p) => p,
+            None => {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "metadata": { "name": pod_name },
+                    "spec": {
+                        "serviceAccountName": service_account,
+                        "automountServiceAccountToken": false,
+                        "containers": [{ "name": "main", "image": "registry.invalid/never-pulled:1" }]
+                    }
+                }))?;
+                pods.create(&PostParams::default(), &pod)
+                    .await
+                    .context("creating token-holder pod")?
+            }
+        };
+        let request: TokenRequest = serde_json::from_value(serde_json::json!({
+            "spec": {
+                "audiences": [],
+                "expirationSeconds": 3600,
+                "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod.metadata.uid },
+            }
+        }))?;
+        let minted = sas
+            .create_token_request(service_account, &PostParams::default(), &request)
+            .await
+            .context("TokenRequest")?;
+        let token = minted
+            .status
+            .and_then(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .context("TokenRequest returned no token")?;
+        let path = self
+            .scratch
+            .join(format!("{namespace}-{service_account}.kubeconfig"));
+        write_token_kubeconfig(
+            &path,
+            &self.server,
+            &self.ca_file(),
+            &format!("system:serviceaccount:{namespace}:{service_account}"),
+            &token,
+        )?;
+        Ok((token, path))
+    }
+}
+
+/// Writes a kubeconfig that authenticates with a bearer token.
+pub fn write_token_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_file: &Path,
+    user: &str,
+    token: &str,
+) -> Result<()> {
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "gitwarden-test", "cluster": { "server": server, "certificate-authority": ca_file } }],
+        "users": [{ "name": user, "user": { "token": token } }],
+        "contexts": [{ "name": "ctx", "context": { "cluster": "gitwarden-test", "user": user } }],
+        "current-context": "ctx",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&config)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    let kubeconfig =
+        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading {}", path.display()))?;
+    Client::try_from(config).context("building kube client")
+}

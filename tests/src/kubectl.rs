@@ -1,0 +1,80 @@
+//! The real `kubectl`, as a human would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+/// What one kubectl invocation printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct KubectlOutput {
+    /// Whether kubectl exited 0.
+    pub success: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error: where kubectl prints denials and admission warnings.
+    pub stderr: String,
+}
+
+impl KubectlOutput {
+    /// Panics with both streams unless kubectl succeeded; returns stdout.
+    #[track_caller]
+    pub fn expect_success(&self) -> &str {
+        assert!(
+            self.success,
+            "kubectl failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Panics with both streams unless kubectl failed; returns stderr.
+    #[track_caller]
+    pub fn expect_failure(&self) -> &str {
+        assert!(
+            !self.success,
+            "kubectl unexpectedly succeeded:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stderr
+    }
+}
+
+/// The kubectl binary: `GITWARDEN_KUBECTL`, or `kubectl` on PATH.
+pub fn kubectl_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("GITWARDEN_KUBECTL") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("kubectl");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "kubectl is not on PATH: install it, or set GITWARDEN_KUBECTL (tests/cluster/kubectl builds one from the same Go module)"
+    )
+}
+
+/// Runs kubectl with a kubeconfig and arguments; never panics on kubectl's failure.
+pub fn run_kubectl(kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
+    let bin = match kubectl_binary() {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    let out = Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output();
+    match out {
+        Ok(out) => KubectlOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Err(e) => panic!("running {}: {e}", bin.display()),
+    }
+}

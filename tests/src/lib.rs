@@ -1,0 +1,16 @@
+//! Test support for gitwarden's end-to-end suite.
+//!
+//! Every test that touches Kubernetes runs against the real control plane of
+//! `tests/cluster` (etcd + kube-apiserver + kube-controller-manager built from the
+//! upstream Go modules), with the real `kubectl` as the human client. This crate
+//! starts that cluster once per test binary, hands out clients and kubeconfigs per
+//! identity, mints real service-account tokens, and gives each test a namespace
+//! of its own that is removed again even when the test panics.
+
+pub mod cluster;
+pub mod kubectl;
+pub mod namespace;
+
+pub use cluster::{Identity, TestCluster};
+pub use kubectl::KubectlOutput;
+pub use namespace::TestNamespace;
