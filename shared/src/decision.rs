@@ -1,0 +1,293 @@
+//! The admission decision: one pure function from (policy, request, time) to
+//! allow or deny, with the reason, the message, warnings, whether to audit,
+//! and the break-glass window the change runs under.
+//!
+//! Both webhook endpoints call [`decide`] with the same inputs. `/mutate`
+//! additionally turns an allowed break-glass decision into a patch with
+//! [`mutation_patch`] (stamping who opened the window, when, and until when);
+//! `/validate` only reports the verdict and, because it sees the object after
+//! `/mutate` stamped it, checks those stamps. Keeping one function means the
+//! two calls cannot disagree about the rules, and the whole table can be
+//! tested without a cluster.
+//!
+//! Decision order, first match wins:
+//!
+//! 0. `CREATE serviceaccounts/token` for the agent's service account: deny
+//!    unless the requester is a node. Before dry-run, because a dry-run
+//!    TokenRequest still returns a signed token.
+//! 1. Dry-run: allow, not audited (they change nothing; `kubectl diff`).
+//! 2. The agent: allow.
+//! 3. Exempt identities (system components): allow.
+//! 4. Exempt resources (events, leases, reviews): allow.
+//! 5. Not protected (namespace out of scope and no managed-by label on the
+//!    new or the old object): allow. Cluster-scoped objects, `namespaces`
+//!    included, are always in scope. Subresources are judged like their
+//!    parent resource.
+//! 6. Break-glass, when the object (the live object for DELETE) carries a
+//!    `gitwarden.io/break-glass` reason: allow with a warning and an audit
+//!    record, or deny saying which rule failed (the rules are in the
+//!    `break_glass` submodule: new window, open window, DELETE).
+//! 7. Everything else: deny, audited, saying where the change must go.
+
+mod break_glass;
+mod messages;
+mod patch;
+mod request;
+
+use jiff::Timestamp;
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
+use serde::{Deserialize, Serialize};
+
+use crate::names::NODES_GROUP;
+use crate::policy::Policy;
+use request::RequestView;
+
+pub use break_glass::STAMP_CLOCK_SLACK;
+pub use patch::mutation_patch;
+
+/// Whether the request may proceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The API server may carry out the request.
+    Allow,
+    /// The API server must refuse the request with the decision's message.
+    Deny,
+}
+
+/// Why a decision was made: a stable code for logs, metrics and the audit
+/// log, one per row of the decision table. Each reason implies its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Allowed: a dry-run request changes nothing.
+    DryRun,
+    /// Allowed: the requester is the agent.
+    Agent,
+    /// Allowed: the requester is an exempt system component.
+    ExemptIdentity,
+    /// Allowed: the resource is exempt (events, leases, reviews).
+    ExemptResource,
+    /// Allowed: the object is outside the protected namespaces and not
+    /// managed by gitwarden.
+    UnprotectedNamespace,
+    /// Allowed: a break-glass change within an open window.
+    BreakGlass,
+    /// Denied: someone other than a node asked for a token of the agent's
+    /// service account.
+    AgentTokenMint,
+    /// Denied: a change to a protected object that did not come from git.
+    NotFromGit,
+    /// Denied: break-glass asked for by someone outside the allowed groups.
+    BreakGlassNotAllowedGroup,
+    /// Denied: break-glass without a reason.
+    BreakGlassMissingReason,
+    /// Denied: the requested break-glass TTL exceeds the policy's cap.
+    BreakGlassTtlOverCap,
+    /// Denied: the requested break-glass TTL is not a valid duration.
+    BreakGlassTtlInvalid,
+    /// Denied: the break-glass window has expired (or was never valid).
+    BreakGlassExpired,
+    /// Denied: the break-glass stamps were not set by gitwarden for this
+    /// window (forged, stale or edited).
+    BreakGlassNotStamped,
+    /// Denied: a DELETE under a break-glass reason that never opened a
+    /// window; the live object must be annotated first.
+    BreakGlassDeleteWithoutWindow,
+}
+
+impl Reason {
+    /// Every reason, in decision-table order (for metrics registration and
+    /// exhaustive tests).
+    pub const ALL: [Reason; 15] = [
+        Reason::AgentTokenMint,
+        Reason::DryRun,
+        Reason::Agent,
+        Reason::ExemptIdentity,
+        Reason::ExemptResource,
+        Reason::UnprotectedNamespace,
+        Reason::BreakGlass,
+        Reason::BreakGlassNotAllowedGroup,
+        Reason::BreakGlassMissingReason,
+        Reason::BreakGlassTtlInvalid,
+        Reason::BreakGlassTtlOverCap,
+        Reason::BreakGlassExpired,
+        Reason::BreakGlassNotStamped,
+        Reason::BreakGlassDeleteWithoutWindow,
+        Reason::NotFromGit,
+    ];
+
+    /// The stable snake_case code (also the serde form), e.g. `not_from_git`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::DryRun => "dry_run",
+            Reason::Agent => "agent",
+            Reason::ExemptIdentity => "exempt_identity",
+            Reason::ExemptResource => "exempt_resource",
+            Reason::UnprotectedNamespace => "unprotected_namespace",
+            Reason::BreakGlass => "break_glass",
+            Reason::AgentTokenMint => "agent_token_mint",
+            Reason::NotFromGit => "not_from_git",
+            Reason::BreakGlassNotAllowedGroup => "break_glass_not_allowed_group",
+            Reason::BreakGlassMissingReason => "break_glass_missing_reason",
+            Reason::BreakGlassTtlOverCap => "break_glass_ttl_over_cap",
+            Reason::BreakGlassTtlInvalid => "break_glass_ttl_invalid",
+            Reason::BreakGlassExpired => "break_glass_expired",
+            Reason::BreakGlassNotStamped => "break_glass_not_stamped",
+            Reason::BreakGlassDeleteWithoutWindow => "break_glass_delete_without_window",
+        }
+    }
+
+    /// The verdict this reason stands for.
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            Reason::DryRun
+            | Reason::Agent
+            | Reason::ExemptIdentity
+            | Reason::ExemptResource
+            | Reason::UnprotectedNamespace
+            | Reason::BreakGlass => Verdict::Allow,
+            _ => Verdict::Deny,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The break-glass window a change runs under: recorded in the audit log,
+/// stamped on the object by `/mutate`, and read back by the agent to know
+/// when to revert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlassGrant {
+    /// The reason given in `gitwarden.io/break-glass` (trimmed).
+    pub reason: String,
+    /// Who opened the window.
+    pub by: String,
+    /// When the window opened.
+    pub at: Timestamp,
+    /// When the window closes.
+    pub until: Timestamp,
+    /// Whether this request opens the window (as opposed to working within
+    /// one opened earlier).
+    pub new_window: bool,
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// Which rule decided.
+    pub reason: Reason,
+    /// A sentence for humans: the denial message kubectl shows, or what an
+    /// allow was based on (for logs).
+    pub message: String,
+    /// Warnings to return to the client (kubectl prints them).
+    pub warnings: Vec<String>,
+    /// Whether the webhook must write an audit record before answering:
+    /// every denial and every break-glass allow.
+    pub audit: bool,
+    /// The break-glass window, for break-glass allows.
+    pub break_glass: Option<BreakGlassGrant>,
+}
+
+impl Decision {
+    /// An ordinary allow: no warning, no audit record.
+    fn allow(reason: Reason, message: String) -> Self {
+        Self {
+            verdict: Verdict::Allow,
+            reason,
+            message,
+            warnings: Vec::new(),
+            audit: false,
+            break_glass: None,
+        }
+    }
+
+    /// A denial, always audited.
+    fn deny(reason: Reason, message: String) -> Self {
+        Self {
+            verdict: Verdict::Deny,
+            reason,
+            message,
+            warnings: Vec::new(),
+            audit: true,
+            break_glass: None,
+        }
+    }
+
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// The message with the audit record's id appended, so that whoever was
+    /// refused can quote it when asking why.
+    pub fn message_with_audit_id(&self, id: &str) -> String {
+        format!("{} (gitwarden audit record {id})", self.message)
+    }
+}
+
+/// Decide an admission request under `policy` at time `now` (see the module
+/// docs for the order of the rules).
+pub fn decide(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Timestamp) -> Decision {
+    let view = RequestView::new(req);
+    let requester = &view.requester;
+
+    if view.mints_token_for(&policy.agent) && !requester.in_group(NODES_GROUP) {
+        return Decision::deny(Reason::AgentTokenMint, messages::agent_token_mint(&view));
+    }
+    if req.dry_run {
+        return Decision::allow(
+            Reason::DryRun,
+            "allowed: dry-run requests change nothing".into(),
+        );
+    }
+    if let Some(rule) = policy.agent.matches(requester) {
+        return Decision::allow(
+            Reason::Agent,
+            format!(
+                "allowed: {:?} is the gitwarden agent ({rule})",
+                requester.username
+            ),
+        );
+    }
+    if let Some(rule) = policy.exempt.matches(requester) {
+        return Decision::allow(
+            Reason::ExemptIdentity,
+            format!(
+                "allowed: {:?} is an exempt system component ({rule})",
+                requester.username
+            ),
+        );
+    }
+    if let Some(rule) = policy.exempt_resource(&view.group, &view.resource, view.subresource()) {
+        return Decision::allow(
+            Reason::ExemptResource,
+            format!("allowed: {rule} is exempt from gitwarden"),
+        );
+    }
+    if !view.is_protected(&policy.namespaces) {
+        return Decision::allow(
+            Reason::UnprotectedNamespace,
+            format!(
+                "allowed: {} is not protected by gitwarden",
+                view.describe_object()
+            ),
+        );
+    }
+    if let Some(decision) = break_glass::decide(policy, &view, now) {
+        return decision;
+    }
+    Decision::deny(Reason::NotFromGit, messages::not_from_git(policy, &view))
+}
+
+#[cfg(test)]
+mod tests;

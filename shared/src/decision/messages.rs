@@ -1,0 +1,185 @@
+//! The sentences people read: denial messages (kubectl prints them after
+//! "admission webhook ... denied the request:") and break-glass warnings.
+//!
+//! Each denial says what was refused, why, and what to do instead, because
+//! the person reading it is usually in the middle of something urgent.
+
+use jiff::Timestamp;
+
+use super::BreakGlassGrant;
+use super::request::RequestView;
+use crate::names::{BREAK_GLASS, BREAK_GLASS_TTL, BREAK_GLASS_UNTIL};
+use crate::policy::{HumanDuration, Policy};
+
+/// The wording when the policy names no git repository.
+const GENERIC_GIT_SOURCE: &str = "the git repository gitwarden syncs from";
+
+/// Where changes must go: the policy's git source or the generic phrase.
+fn git_source(policy: &Policy) -> &str {
+    policy.git_source.as_deref().unwrap_or(GENERIC_GIT_SOURCE)
+}
+
+/// The break-glass groups as `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
+fn groups(policy: &Policy) -> String {
+    let quoted: Vec<String> = policy
+        .break_glass
+        .groups
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// How break-glass works under this policy, in one sentence.
+fn break_glass_howto(policy: &Policy) -> String {
+    if policy.break_glass.groups.is_empty() {
+        return "Break-glass is disabled by the policy.".to_owned();
+    }
+    format!(
+        "Members of {} may annotate {BREAK_GLASS}=<reason> (optionally {BREAK_GLASS_TTL}, at most {}) \
+         for a time-limited emergency change.",
+        groups(policy),
+        policy.break_glass.max_ttl,
+    )
+}
+
+/// Step 7: a change to a protected object that did not come from git.
+pub(super) fn not_from_git(policy: &Policy, view: &RequestView<'_>) -> String {
+    let delete_hint = if view.is_delete() && !policy.break_glass.groups.is_empty() {
+        " To delete under break-glass, annotate the live object first, then delete it."
+    } else {
+        ""
+    };
+    format!(
+        "gitwarden: {} of {} denied: changes to protected objects must be made in git ({}) \
+         and are applied by the gitwarden agent. {}{delete_hint}",
+        view.verb(),
+        view.describe_object(),
+        git_source(policy),
+        break_glass_howto(policy),
+    )
+}
+
+/// Step 0: someone other than a node asked for the agent's token.
+pub(super) fn agent_token_mint(view: &RequestView<'_>) -> String {
+    format!(
+        "gitwarden: creating a token for the agent's service account {:?} in namespace {:?} denied: \
+         whoever holds it can write anything as the agent, bypassing git. \
+         Only nodes (system:nodes) may request it, for the agent's own pod.",
+        view.req.name,
+        view.req.namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+pub(super) fn break_glass_not_allowed(policy: &Policy, view: &RequestView<'_>) -> String {
+    let allowed = if policy.break_glass.groups.is_empty() {
+        "break-glass is disabled by the policy".to_owned()
+    } else {
+        format!(
+            "only members of {} may make break-glass changes",
+            groups(policy)
+        )
+    };
+    format!(
+        "gitwarden: break-glass {} of {} by {:?} denied: {allowed}. \
+         Otherwise, make the change in git ({}).",
+        view.verb(),
+        view.describe_object(),
+        view.requester.username,
+        git_source(policy),
+    )
+}
+
+pub(super) fn break_glass_missing_reason(view: &RequestView<'_>) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: the {BREAK_GLASS} annotation must say why the \
+         emergency change is needed; it is blank.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+pub(super) fn break_glass_ttl_invalid(view: &RequestView<'_>, why: &str) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: the {BREAK_GLASS_TTL} annotation is not usable: {why}.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+pub(super) fn break_glass_ttl_over_cap(
+    view: &RequestView<'_>,
+    asked: HumanDuration,
+    cap: HumanDuration,
+) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: {BREAK_GLASS_TTL} asks for {asked} but the policy \
+         allows at most {cap}.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+pub(super) fn break_glass_expired(view: &RequestView<'_>, until: Timestamp) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: its break-glass window expired at {until}; \
+         set a new reason in {BREAK_GLASS} to open a new window.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+pub(super) fn break_glass_no_valid_window(view: &RequestView<'_>) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: the live object carries a break-glass reason but no \
+         valid window (its gitwarden.io/break-glass-by/-at/-until stamps are missing or unreadable); \
+         set a new reason in {BREAK_GLASS} to open a new window.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+pub(super) fn break_glass_not_stamped(view: &RequestView<'_>, why: &str) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: the gitwarden.io/break-glass-by/-at/-until \
+         annotations are stamped by gitwarden, and these were not stamped for this request: {why}. \
+         Remove them (or leave the window's own stamps unchanged) and retry.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+pub(super) fn break_glass_delete_without_window(view: &RequestView<'_>) -> String {
+    format!(
+        "gitwarden: break-glass delete of {} denied: the live object has a break-glass reason but no \
+         open window ({BREAK_GLASS_UNTIL} is missing). Annotate first, then delete: set \
+         {BREAK_GLASS}=<reason> on the live object, then delete it.",
+        view.describe_object(),
+    )
+}
+
+/// The log line for an allowed break-glass change (not shown to the user;
+/// the warning is).
+pub(super) fn break_glass_allowed(grant: &BreakGlassGrant) -> String {
+    let window = if grant.new_window { "new" } else { "open" };
+    format!(
+        "allowed: break-glass within the {window} window opened by {:?} at {}, until {}. Reason: {}",
+        grant.by, grant.at, grant.until, grant.reason,
+    )
+}
+
+/// The warning kubectl prints for an allowed break-glass change.
+pub(super) fn break_glass_warning(view: &RequestView<'_>, grant: &BreakGlassGrant) -> String {
+    format!(
+        "gitwarden: break-glass change to {} by {} allowed until {}; the agent will revert it to git \
+         after that unless git catches up. Reason: {}",
+        view.short_object(),
+        view.requester.username,
+        grant.until,
+        grant.reason,
+    )
+}

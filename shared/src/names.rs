@@ -1,0 +1,113 @@
+//! Well-known names: labels, annotations, identities and objects.
+//!
+//! This is the single place these strings are spelled. The agent stamps them,
+//! the webhook reads them and the deployment manifests must agree with both, so
+//! every crate imports them from here instead of repeating a literal that could
+//! drift.
+
+/// The server-side-apply field manager the agent applies with.
+///
+/// One stable manager name lets the agent force-own the fields that git
+/// declares and recognise its own writes in `managedFields`.
+pub const FIELD_MANAGER: &str = "gitwarden";
+
+/// The label the agent sets on every object it applies.
+///
+/// The webhook treats any object carrying it (before or after the change) as
+/// protected, even in a namespace the policy leaves unprotected, so that git's
+/// objects cannot be edited by moving them out of scope.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// The value of [`MANAGED_BY_LABEL`] that marks an object as gitwarden's.
+pub const MANAGED_BY_VALUE: &str = "gitwarden";
+
+/// Annotation a human sets to open a break-glass window; its value is the
+/// reason, which is required and recorded in the audit log.
+pub const BREAK_GLASS: &str = "gitwarden.io/break-glass";
+
+/// Annotation a human may set to ask for a break-glass duration (for example
+/// `30m`); the policy caps it, and the policy's default applies when absent.
+pub const BREAK_GLASS_TTL: &str = "gitwarden.io/break-glass-ttl";
+
+/// Annotation stamped by the mutating webhook: who opened the break-glass
+/// window. Humans must not set it; the webhook checks that they did not.
+pub const BREAK_GLASS_BY: &str = "gitwarden.io/break-glass-by";
+
+/// Annotation stamped by the mutating webhook: when the break-glass window
+/// opened (RFC 3339).
+pub const BREAK_GLASS_AT: &str = "gitwarden.io/break-glass-at";
+
+/// Annotation stamped by the mutating webhook: when the break-glass window
+/// closes (RFC 3339). After it the agent reverts the object to git.
+pub const BREAK_GLASS_UNTIL: &str = "gitwarden.io/break-glass-until";
+
+/// Annotation, written in git, that tells the agent never to prune an object
+/// when it leaves git (for example a namespace holding data).
+pub const PRUNE: &str = "gitwarden.io/prune";
+
+/// The value of [`PRUNE`] that disables pruning.
+pub const PRUNE_DISABLED: &str = "disabled";
+
+/// The namespace the agent and the webhook run in.
+pub const SYSTEM_NAMESPACE: &str = "gitwarden-system";
+
+/// The agent's service account name in [`SYSTEM_NAMESPACE`].
+pub const AGENT_SERVICE_ACCOUNT: &str = "gitwarden-agent";
+
+/// The agent's username as the API server reports it; the default (and
+/// normally the only) identity allowed to write protected objects.
+pub const AGENT_USER: &str = "system:serviceaccount:gitwarden-system:gitwarden-agent";
+
+/// The webhook's service account name in [`SYSTEM_NAMESPACE`].
+pub const WEBHOOK_SERVICE_ACCOUNT: &str = "gitwarden-webhook";
+
+/// The group whose members may make break-glass changes when the policy does
+/// not name other groups. It is not a built-in group: granting it is an
+/// explicit, reviewable act (a RoleBinding, an IdP group mapping).
+pub const DEFAULT_BREAK_GLASS_GROUP: &str = "gitwarden:break-glass";
+
+/// The ConfigMap (in [`SYSTEM_NAMESPACE`]) holding the admission policy. It
+/// lives in git like everything else, so changing the policy is a commit.
+pub const POLICY_CONFIGMAP: &str = "gitwarden-policy";
+
+/// The key in [`POLICY_CONFIGMAP`] whose value is the policy YAML.
+pub const POLICY_KEY: &str = "policy.yaml";
+
+/// Prefix of every service account's username
+/// (`system:serviceaccount:<namespace>:<name>`).
+pub const SERVICE_ACCOUNT_USER_PREFIX: &str = "system:serviceaccount:";
+
+/// The built-in group every node (kubelet) belongs to. Kubelets must keep
+/// writing node and pod status and minting pod tokens, so this group is exempt
+/// by default and is the only one allowed to mint the agent's token.
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// The built-in group that bypasses RBAC. It must never be exempt from
+/// gitwarden: it is exactly the cluster-admin credential gitwarden exists to
+/// keep out of the write path.
+pub const MASTERS_GROUP: &str = "system:masters";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_user_is_the_agent_service_account_in_the_system_namespace() {
+        assert_eq!(
+            AGENT_USER,
+            format!("{SERVICE_ACCOUNT_USER_PREFIX}{SYSTEM_NAMESPACE}:{AGENT_SERVICE_ACCOUNT}")
+        );
+    }
+
+    #[test]
+    fn break_glass_annotations_share_the_gitwarden_prefix() {
+        for name in [
+            BREAK_GLASS_TTL,
+            BREAK_GLASS_BY,
+            BREAK_GLASS_AT,
+            BREAK_GLASS_UNTIL,
+        ] {
+            assert!(name.starts_with(BREAK_GLASS), "{name}");
+        }
+    }
+}
