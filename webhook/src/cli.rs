@@ -1,0 +1,131 @@
+//! Command-line interface of `gitwarden-webhook`: every setting is a flag with an
+//! environment variable and a sensible default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit::AuditDecision;
+
+/// gitwarden's admission webhook: git is the only write path into the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "gitwarden-webhook", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: `json` (for log collectors) or `text` (for people).
+    #[arg(
+        long,
+        env = "GITWARDEN_LOG_FORMAT",
+        default_value = "json",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve /validate, /mutate, /healthz, /readyz, /metrics and /audit over TLS.
+    Serve(ServeArgs),
+    /// Check the audit log's hash chain end to end; exit 1 at the first broken record.
+    Verify {
+        /// The audit log directory.
+        #[arg(long, env = "GITWARDEN_AUDIT_DIR")]
+        audit_dir: PathBuf,
+    },
+    /// Print audit records (newest first) straight from the files.
+    Audit(AuditArgs),
+}
+
+/// `serve` settings.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GITWARDEN_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM serving certificate (chain); reloaded when the file changes.
+    #[arg(long, env = "GITWARDEN_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the serving certificate.
+    #[arg(long, env = "GITWARDEN_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// How often the certificate and policy files are checked for changes.
+    #[arg(long, env = "GITWARDEN_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+    /// Directory of the durable audit log (a persistent volume in a cluster).
+    #[arg(
+        long,
+        env = "GITWARDEN_AUDIT_DIR",
+        default_value = "/var/lib/gitwarden/audit"
+    )]
+    pub audit_dir: PathBuf,
+    /// Rotate audit files at this size, in bytes.
+    #[arg(long, env = "GITWARDEN_AUDIT_MAX_FILE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub audit_max_file_bytes: u64,
+    /// A file holding the bearer token GET /audit requires (unset: no token needed).
+    #[arg(long, env = "GITWARDEN_AUDIT_TOKEN_FILE")]
+    pub audit_token_file: Option<PathBuf>,
+    /// Policy YAML file (mutually exclusive with --policy-configmap).
+    #[arg(
+        long,
+        env = "GITWARDEN_POLICY_FILE",
+        conflicts_with = "policy_configmap"
+    )]
+    pub policy_file: Option<PathBuf>,
+    /// Policy ConfigMap as NAMESPACE/NAME (key policy.yaml), watched live.
+    #[arg(long, env = "GITWARDEN_POLICY_CONFIGMAP")]
+    pub policy_configmap: Option<String>,
+    /// Kubeconfig for watching the policy ConfigMap (default: in-cluster or $KUBECONFIG).
+    #[arg(long, env = "GITWARDEN_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "GITWARDEN_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Requests not answered within this time get 408.
+    #[arg(long, env = "GITWARDEN_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take before the process exits.
+    #[arg(long, env = "GITWARDEN_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// `audit` filters.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The audit log directory.
+    #[arg(long, env = "GITWARDEN_AUDIT_DIR")]
+    pub audit_dir: PathBuf,
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<jiff::Timestamp>,
+    /// Only this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only `denied` or `break-glass`.
+    #[arg(long, value_parser = parse_decision)]
+    pub decision: Option<AuditDecision>,
+    /// At most this many records.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+fn parse_decision(s: &str) -> Result<AuditDecision, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("decision must be 'denied' or 'break-glass', not {s:?}"))
+}

@@ -1,0 +1,16 @@
+//! gitwarden's admission webhook: refuses every Kubernetes change that does not
+//! come from the git sync agent, and records every refusal and every
+//! break-glass change in a durable, hash-chained audit log.
+//!
+//! Modules, one job each: [`review`] answers AdmissionReviews with the shared
+//! decision function, [`audit`] makes records durable before an answer leaves,
+//! [`policy_store`] follows the policy, [`tls`] follows the certificate,
+//! [`server`] wires HTTP, [`metrics`] counts, [`cli`] reads settings.
+
+pub mod audit;
+pub mod cli;
+pub mod metrics;
+pub mod policy_store;
+pub mod review;
+pub mod server;
+pub mod tls;

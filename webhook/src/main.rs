@@ -1,0 +1,215 @@
+//! The `gitwarden-webhook` binary.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use gitwarden_webhook::audit::{
+    AuditLog, AuditMetrics, AuditOptions, AuditQuery, query_dir, run_verify_cli,
+};
+use gitwarden_webhook::cli::{AuditArgs, Cli, Command, LogFormat, ServeArgs};
+use gitwarden_webhook::metrics::WebhookMetrics;
+use gitwarden_webhook::policy_store::{PolicySource, PolicyStore};
+use gitwarden_webhook::review::ReviewState;
+use gitwarden_webhook::server::{AppState, Limits, router};
+use gitwarden_webhook::tls;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Verify { audit_dir } => run_verify_cli(&audit_dir),
+        Command::Audit(args) => match print_audit(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gitwarden-webhook audit: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("gitwarden-webhook: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "gitwarden-webhook stopped");
+                    eprintln!("gitwarden-webhook: error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_audit(args: &AuditArgs) -> anyhow::Result<()> {
+    let query = AuditQuery {
+        since: args.since,
+        user: args.user.clone(),
+        namespace: args.namespace.clone(),
+        decision: args.decision,
+        limit: args.limit,
+    };
+    let records = query_dir(&args.audit_dir, &query)
+        .with_context(|| format!("reading {}", args.audit_dir.display()))?;
+    for record in records {
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(())
+}
+
+fn policy_source(args: &ServeArgs) -> anyhow::Result<PolicySource> {
+    if let Some(path) = &args.policy_file {
+        return Ok(PolicySource::File {
+            path: path.clone(),
+            poll: args.reload_interval,
+        });
+    }
+    if let Some(spec) = &args.policy_configmap {
+        let (namespace, name) = spec
+            .split_once('/')
+            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+            .with_context(|| format!("--policy-configmap must be NAMESPACE/NAME, got {spec:?}"))?;
+        return Ok(PolicySource::ConfigMap {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+    }
+    Ok(PolicySource::Defaults)
+}
+
+async fn kube_client(args: &ServeArgs) -> anyhow::Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding a Kubernetes configuration")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(WebhookMetrics::new(&mut registry));
+    let audit_metrics = Arc::new(AuditMetrics::new());
+    audit_metrics.register(&mut registry);
+
+    let audit_dir = args.audit_dir.clone();
+    let audit_options = AuditOptions {
+        max_file_bytes: args.audit_max_file_bytes,
+        metrics: Some(audit_metrics),
+        ..Default::default()
+    };
+    let audit = tokio::task::spawn_blocking(move || AuditLog::open(&audit_dir, audit_options))
+        .await?
+        .with_context(|| format!("opening the audit log in {}", args.audit_dir.display()))?;
+
+    let source = policy_source(&args)?;
+    let client = match source {
+        PolicySource::ConfigMap { .. } => Some(kube_client(&args).await?),
+        _ => None,
+    };
+    let policy = PolicyStore::new(&source, metrics.clone());
+    policy.follow(source, client).await?;
+
+    let files = tls::CertFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        poll: args.reload_interval,
+    };
+    let tls_config = tls::load(&files).await?;
+    let tls_status = tls::spawn_reloader(files, tls_config.clone(), metrics.clone());
+
+    let audit_token = match &args.audit_token_file {
+        Some(path) => Some(Arc::from(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim(),
+        )),
+        None => None,
+    };
+    let state = AppState {
+        review: ReviewState {
+            policy,
+            audit: audit.clone(),
+            metrics,
+        },
+        registry: Arc::new(registry),
+        tls: tls_status,
+        audit_token,
+    };
+    let app = router(
+        state,
+        Limits {
+            max_body_bytes: args.max_body_bytes,
+            request_timeout: args.request_timeout,
+        },
+    );
+
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    let grace = args.shutdown_grace;
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutdown.graceful_shutdown(Some(grace));
+    });
+    let mut server = axum_server::bind_rustls(args.listen, tls_config).handle(handle.clone());
+    server = server.first_request_timeout(std::time::Duration::from_secs(10));
+    let listening = handle.clone();
+    tokio::spawn(async move {
+        if let Some(addr) = listening.listening().await {
+            tracing::info!(%addr, "gitwarden-webhook listening");
+        }
+    });
+    server
+        .serve(app.into_make_service())
+        .await
+        .with_context(|| format!("serving on {}", args.listen))?;
+    audit.close().await.context("closing the audit log")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

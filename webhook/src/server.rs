@@ -1,0 +1,155 @@
+//! The HTTP surface: admission endpoints, health, metrics and audit queries,
+//! with the limits that keep a misbehaving client from hurting the webhook.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::audit::AuditQuery;
+use crate::review::{self, ReviewState};
+use crate::tls::TlsStatus;
+
+/// Everything the routes need.
+#[derive(Clone)]
+pub struct AppState {
+    /// State of the admission handlers.
+    pub review: ReviewState,
+    /// The Prometheus registry rendered at /metrics.
+    pub registry: Arc<Registry>,
+    /// The latest TLS status, for /readyz.
+    pub tls: watch::Receiver<TlsStatus>,
+    /// A bearer token required by GET /audit, when configured.
+    pub audit_token: Option<Arc<str>>,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted body. An AdmissionReview carries the object and the old
+    /// object, each up to etcd's 1.5 MiB, plus envelope.
+    pub max_body_bytes: usize,
+    /// A request not answered within this time gets 408 (the API server's own
+    /// webhook timeout is at most 30 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 6 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let admission = Router::new()
+        .route("/validate", post(review::validate))
+        .route("/mutate", post(review::mutate))
+        .with_state(state.review.clone());
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/audit", get(audit_query))
+        .with_state(state)
+        .merge(admission)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let policy = state.review.policy.status();
+    let tls = state.tls.borrow().clone();
+    let audit_ok = state.review.audit.is_healthy();
+    let ready = audit_ok && !tls.expired && policy.generation > 0;
+    let body = serde_json::json!({
+        "ready": ready,
+        "policy": policy,
+        "tls": tls,
+        "audit": { "healthy": audit_ok, "dir": state.review.audit.dir() },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
+    let Some(expected) = token else { return true };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant time: the comparison must not leak how much of the token matched.
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn audit_query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !authorized(&headers, state.audit_token.as_deref()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "GET /audit needs the audit bearer token",
+        )
+            .into_response();
+    }
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("bad audit query: {e}")).into_response();
+        }
+    };
+    match state.review.audit.query(query).await {
+        Ok(records) => axum::Json(records).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the audit log: {e}"),
+        )
+            .into_response(),
+    }
+}
