@@ -171,6 +171,22 @@ impl TestCluster {
         run_kubectl(kubeconfig, args)
     }
 
+    /// Runs the real `kubectl` with standard input and extra environment.
+    pub fn kubectl_full(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: &str,
+        env: &[(&str, &str)],
+    ) -> KubectlOutput {
+        crate::kubectl::run_kubectl_full(kubeconfig, args, stdin, env)
+    }
+
+    /// A fresh namespace created (and later deleted) with a given kubeconfig.
+    pub async fn namespace_as(&self, prefix: &str, kubeconfig: &Path) -> Result<TestNamespace> {
+        TestNamespace::create_as(self, prefix, kubeconfig).await
+    }
+
     /// A fresh namespace for one test, created by admin and deleted when dropped.
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace> {
         TestNamespace::create(self, prefix).await

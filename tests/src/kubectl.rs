@@ -59,16 +59,42 @@ pub fn kubectl_binary() -> Result<PathBuf> {
 
 /// Runs kubectl with a kubeconfig and arguments; never panics on kubectl's failure.
 pub fn run_kubectl(kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
+    run_kubectl_stdin(kubeconfig, args, "")
+}
+
+/// Runs kubectl with `stdin` as its standard input (for `apply -f -`).
+pub fn run_kubectl_stdin(kubeconfig: &Path, args: &[&str], stdin: &str) -> KubectlOutput {
+    run_kubectl_full(kubeconfig, args, stdin, &[])
+}
+
+/// Runs kubectl with standard input and extra environment (e.g. `KUBE_EDITOR`).
+pub fn run_kubectl_full(
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> KubectlOutput {
+    use std::io::Write as _;
     let bin = match kubectl_binary() {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
     };
-    let out = Command::new(&bin)
+    let child = Command::new(&bin)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .env_remove("KUBECONFIG")
-        .output();
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let out = child.and_then(|mut child| {
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes())?;
+        }
+        child.wait_with_output()
+    });
     match out {
         Ok(out) => KubectlOutput {
             success: out.status.success(),

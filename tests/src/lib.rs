@@ -7,9 +7,11 @@
 //! identity, mints real service-account tokens, and gives each test a namespace
 //! of its own that is removed again even when the test panics.
 
+pub mod binaries;
 pub mod cluster;
 pub mod kubectl;
 pub mod namespace;
+pub mod webhook;
 
 pub use cluster::{Identity, TestCluster};
 pub use kubectl::KubectlOutput;

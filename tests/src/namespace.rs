@@ -17,6 +17,16 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub(crate) async fn create(cluster: &TestCluster, prefix: &str) -> Result<TestNamespace> {
+        Self::create_as(cluster, prefix, &cluster.kubeconfig(Identity::Admin)).await
+    }
+
+    /// Creates the namespace with another identity's kubeconfig, which also
+    /// deletes it: with gitwarden's webhook installed only the agent may.
+    pub async fn create_as(
+        cluster: &TestCluster,
+        prefix: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Result<TestNamespace> {
         let suffix: u32 = rand::random::<u32>() % 1_000_000;
         let prefix: String = prefix
             .chars()
@@ -30,7 +40,7 @@ impl TestNamespace {
             .take(40)
             .collect();
         let name = format!("{prefix}-{suffix:06}");
-        let client = cluster.client(Identity::Admin).await?;
+        let client = cluster.client_for_kubeconfig(kubeconfig).await?;
         let api: Api<Namespace> = Api::all(client);
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name, "labels": { "gitwarden.io/test": "true" } }

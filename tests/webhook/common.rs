@@ -1,0 +1,129 @@
+//! What every webhook test starts from.
+
+use std::time::Duration;
+
+use gitwarden_tests::webhook::{EXCLUSIVE, WebhookFixture, apply};
+use gitwarden_tests::{Identity, KubectlOutput, TestCluster, TestNamespace};
+use serde_json::Value;
+
+/// A cluster with gitwarden's webhook enforcing, and a namespace for the test.
+pub struct Setup {
+    pub cluster: &'static TestCluster,
+    pub gitwarden: WebhookFixture,
+    pub ns: TestNamespace,
+    _exclusive: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Setup {
+    pub async fn new(prefix: &str) -> Setup {
+        let exclusive = EXCLUSIVE.lock().await;
+        let cluster = TestCluster::shared();
+        let gitwarden = WebhookFixture::install(cluster).await.unwrap();
+        // Only the agent may create namespaces now.
+        let ns = cluster
+            .namespace_as(prefix, gitwarden.agent_kubeconfig())
+            .await
+            .unwrap();
+        Setup {
+            cluster,
+            gitwarden,
+            ns,
+            _exclusive: exclusive,
+        }
+    }
+
+    pub fn ns(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// kubectl as a human in the test namespace.
+    pub fn kubectl(&self, who: Identity, args: &[&str]) -> KubectlOutput {
+        let mut full = vec!["-n", self.ns()];
+        full.extend_from_slice(args);
+        self.cluster.kubectl(who, &full)
+    }
+
+    /// kubectl as the agent in the test namespace.
+    pub fn agent(&self, args: &[&str]) -> KubectlOutput {
+        let mut full = vec!["-n", self.ns()];
+        full.extend_from_slice(args);
+        self.cluster
+            .kubectl_with(self.gitwarden.agent_kubeconfig(), &full)
+    }
+
+    /// Applies a manifest as the agent (the only identity allowed to write).
+    pub fn agent_apply(&self, manifest: &str) {
+        apply(self.gitwarden.agent_kubeconfig(), manifest).unwrap();
+    }
+
+    /// A ConfigMap the agent manages, in the test namespace.
+    pub fn managed_configmap(&self, name: &str) {
+        self.agent_apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {}\n  labels:\n    app.kubernetes.io/managed-by: gitwarden\ndata:\n  k: from-git\n",
+            self.ns()
+        ));
+    }
+
+    /// A Deployment the agent manages, in the test namespace.
+    pub fn managed_deployment(&self, name: &str) {
+        self.agent_apply(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/managed-by: gitwarden\n\
+             spec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n\
+             \x20   spec:\n      containers:\n        - name: main\n          image: registry.invalid/{name}:1\n",
+            ns = self.ns()
+        ));
+    }
+
+    /// The audit records of this test's namespace, newest first.
+    pub async fn audit(&self, extra: &str) -> Vec<Value> {
+        self.gitwarden
+            .audit(&format!("namespace={}&limit=10000{extra}", self.ns()))
+            .await
+            .unwrap()
+    }
+
+    /// A field of a ConfigMap in the test namespace, read as admin.
+    pub fn configmap_field(&self, name: &str, jsonpath: &str) -> String {
+        self.kubectl(
+            Identity::Admin,
+            &[
+                "get",
+                "configmap",
+                name,
+                "-o",
+                &format!("jsonpath={jsonpath}"),
+            ],
+        )
+        .expect_success()
+        .to_string()
+    }
+}
+
+/// The audit record id a denial message names.
+pub fn audit_id(message: &str) -> Option<String> {
+    let start = message.find("audit record ")? + "audit record ".len();
+    Some(
+        message[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect(),
+    )
+}
+
+/// Polls `probe` every 200 ms until it returns Some or `limit` passes.
+pub async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

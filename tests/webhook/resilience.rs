@@ -1,0 +1,162 @@
+//! Failure: the cluster fails closed without the webhook, gitwarden's own
+//! namespace stays repairable, and no acknowledged audit record is ever lost.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gitwarden_tests::Identity;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+
+use crate::common::{Setup, audit_id};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_webhook_fails_closed_while_gitwarden_system_stays_writable() {
+    let s = Setup::new("fail-closed").await;
+    s.gitwarden.kill9();
+    let err = s
+        .kubectl(Identity::Alice, &["create", "configmap", "while-down"])
+        .expect_failure()
+        .to_string();
+    assert!(err.contains("failed calling webhook"), "{err}");
+    // The agent's own writes never depend on the webhook.
+    s.agent(&["create", "configmap", "from-git"])
+        .expect_success();
+    // gitwarden-system fails open so gitwarden can always be repaired.
+    s.cluster
+        .kubectl(
+            Identity::Admin,
+            &[
+                "-n",
+                "gitwarden-system",
+                "create",
+                "configmap",
+                &format!("repair-{}", s.ns()),
+            ],
+        )
+        .expect_success();
+    s.cluster
+        .kubectl(
+            Identity::Admin,
+            &[
+                "-n",
+                "gitwarden-system",
+                "delete",
+                "configmap",
+                &format!("repair-{}", s.ns()),
+            ],
+        )
+        .expect_success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_of_denials_loses_no_record_a_client_saw() {
+    let s = Setup::new("kill-burst").await;
+    let alice = s.cluster.client(Identity::Alice).await.unwrap();
+    let seen: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let other_errors = Arc::new(Mutex::new(0usize));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let api: Api<ConfigMap> = Api::namespaced(alice.clone(), s.ns());
+        let seen = seen.clone();
+        let other_errors = other_errors.clone();
+        workers.push(tokio::spawn(async move {
+            for n in 0..60 {
+                let cm: ConfigMap = serde_json::from_value(
+                    serde_json::json!({ "metadata": { "name": format!("burst-{worker}-{n}") } }),
+                )
+                .unwrap();
+                match api.create(&PostParams::default(), &cm).await {
+                    Err(kube::Error::Api(status))
+                        if status.message.contains("must be made in git") =>
+                    {
+                        let id = audit_id(&status.message).expect("denial without an audit id");
+                        seen.lock().unwrap().insert(id);
+                    }
+                    Err(_) => *other_errors.lock().unwrap() += 1,
+                    Ok(_) => panic!("alice created a ConfigMap"),
+                }
+            }
+        }));
+    }
+    // Let the burst run, then pull the plug in the middle of it.
+    while seen.lock().unwrap().len() < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.gitwarden.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.gitwarden.start().await.unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        *other_errors.lock().unwrap() > 0,
+        "the kill happened after the burst: nothing was interrupted"
+    );
+
+    let stored: BTreeSet<String> = s
+        .audit("&user=alice")
+        .await
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let missing: Vec<&String> = seen.difference(&stored).collect();
+    assert!(
+        missing.is_empty(),
+        "{} denials the client saw have no audit record: {missing:?}",
+        missing.len()
+    );
+    let (intact, report) = s.gitwarden.verify().unwrap();
+    assert!(intact, "{report}");
+    eprintln!(
+        "kill -9 burst: {} denials seen, {} records stored",
+        seen.len(),
+        stored.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_admission_reviews_get_400_and_the_webhook_keeps_serving() {
+    let s = Setup::new("garbage").await;
+    let url = format!("{}/validate", s.gitwarden.url());
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json at all".to_vec(),
+        b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"}".to_vec(),
+        b"{\"request\": {\"uid\": 7}}".to_vec(),
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"","version":"v1","kind":"ConfigMap"}"#.to_vec(),
+        vec![0xff; 4096],
+    ];
+    for body in bodies {
+        let resp = s
+            .gitwarden
+            .http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+    }
+    let oversized = vec![b' '; 7 * 1024 * 1024];
+    let resp = s
+        .gitwarden
+        .http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(oversized)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    // Still deciding real requests.
+    s.kubectl(Identity::Alice, &["create", "configmap", "after-garbage"])
+        .expect_failure();
+    let metrics = s.gitwarden.metrics().await.unwrap();
+    assert!(
+        metrics.contains("gitwarden_webhook_bad_requests_total{endpoint=\"validate\"} 5"),
+        "{metrics}"
+    );
+}
