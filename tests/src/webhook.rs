@@ -25,6 +25,7 @@ pub struct WebhookFixture {
     dir: tempfile::TempDir,
     port: u16,
     child: Mutex<Option<Child>>,
+    ca: gitwarden_certs::CertificateAuthority,
     http: reqwest::Client,
     agent_kubeconfig: PathBuf,
     webhook_kubeconfig: PathBuf,
@@ -102,6 +103,7 @@ impl WebhookFixture {
             port: free_port()?,
             dir,
             child: Mutex::new(None),
+            ca,
             http,
             agent_kubeconfig,
             webhook_kubeconfig,
@@ -110,7 +112,7 @@ impl WebhookFixture {
 
         let template =
             std::fs::read_to_string(root.join("deploy/local/webhook-configuration.yaml"))?;
-        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(fixture.ca.cert_pem());
         let url = fixture.url();
         apply(
             &admin,
@@ -260,6 +262,40 @@ impl WebhookFixture {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Rotates the serving certificate the way a Secret volume update does:
+    /// new files from the same CA, written in place. Returns the new PEM.
+    pub fn rotate_certificate(&self) -> Result<String> {
+        let serving = self.ca.issue_serving_cert(
+            &["localhost"],
+            &["127.0.0.1".parse()?],
+            Duration::from_secs(24 * 3600),
+        )?;
+        std::fs::write(self.dir.path().join("tls.key.new"), &serving.key_pem)?;
+        std::fs::write(self.dir.path().join("tls.crt.new"), &serving.cert_pem)?;
+        std::fs::rename(
+            self.dir.path().join("tls.key.new"),
+            self.dir.path().join("tls.key"),
+        )?;
+        std::fs::rename(
+            self.dir.path().join("tls.crt.new"),
+            self.dir.path().join("tls.crt"),
+        )?;
+        Ok(serving.cert_pem)
+    }
+
+    /// An HTTPS client that opens a new TLS connection for every request and
+    /// reports the peer certificate, to observe certificate rotation.
+    pub fn fresh_connection_client(&self) -> Result<reqwest::Client> {
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(
+                self.ca.cert_pem().as_bytes(),
+            )?)
+            .pool_max_idle_per_host(0)
+            .tls_info(true)
+            .timeout(Duration::from_secs(10))
+            .build()?)
     }
 
     /// SIGKILL: no graceful shutdown, no flush beyond what was already durable.

@@ -123,6 +123,18 @@ pub struct AuditArgs {
     /// At most this many records.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
+    /// `text`: one aligned line per record, for people; `json`: the records as stored.
+    #[arg(long, short = 'o', default_value = "text")]
+    pub output: AuditOutput,
+}
+
+/// How `audit` prints records.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AuditOutput {
+    /// One aligned line per record.
+    Text,
+    /// One JSON object per line, exactly as stored (hashes included).
+    Json,
 }
 
 fn parse_decision(s: &str) -> Result<AuditDecision, String> {

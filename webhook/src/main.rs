@@ -8,7 +8,7 @@ use clap::Parser;
 use gitwarden_webhook::audit::{
     AuditLog, AuditMetrics, AuditOptions, AuditQuery, query_dir, run_verify_cli,
 };
-use gitwarden_webhook::cli::{AuditArgs, Cli, Command, LogFormat, ServeArgs};
+use gitwarden_webhook::cli::{AuditArgs, AuditOutput, Cli, Command, LogFormat, ServeArgs};
 use gitwarden_webhook::metrics::WebhookMetrics;
 use gitwarden_webhook::policy_store::{PolicySource, PolicyStore};
 use gitwarden_webhook::review::ReviewState;
@@ -72,8 +72,46 @@ fn print_audit(args: &AuditArgs) -> anyhow::Result<()> {
     };
     let records = query_dir(&args.audit_dir, &query)
         .with_context(|| format!("reading {}", args.audit_dir.display()))?;
-    for record in records {
-        println!("{}", serde_json::to_string(&record)?);
+    match args.output {
+        AuditOutput::Json => {
+            for record in records {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+        }
+        AuditOutput::Text => {
+            println!(
+                "{:<22} {:<12} {:<11} {:<30} {:<7} {:<40} {}",
+                "ID", "USER", "DECISION", "REASON", "OP", "OBJECT", "TIME"
+            );
+            for r in records {
+                let resource = match &r.subresource {
+                    Some(sub) => format!("{}/{sub}", r.resource),
+                    None => r.resource.clone(),
+                };
+                let object = match (&r.namespace, &r.name) {
+                    (Some(ns), Some(name)) => format!("{resource} {ns}/{name}"),
+                    (None, Some(name)) => format!("{resource} {name}"),
+                    (_, None) => resource,
+                };
+                println!(
+                    "{:<22} {:<12} {:<11} {:<30} {:<7} {:<40} {}",
+                    r.id,
+                    r.user,
+                    r.decision.as_str(),
+                    r.reason,
+                    r.operation,
+                    object,
+                    r.time
+                );
+                if let Some(reason) = &r.break_glass_reason {
+                    let until = r
+                        .break_glass_until
+                        .map(|t| t.to_string())
+                        .unwrap_or_default();
+                    println!("{:<22} break-glass reason: {reason:?}, until {until}", "");
+                }
+            }
+        }
     }
     Ok(())
 }
