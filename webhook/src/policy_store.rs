@@ -231,3 +231,60 @@ impl PolicyStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn store() -> Arc<PolicyStore> {
+        let mut registry = prometheus_client::registry::Registry::default();
+        PolicyStore::new(&PolicySource::Defaults, Arc::new(WebhookMetrics::new(&mut registry)))
+    }
+
+    async fn wait_until(mut done: impl FnMut() -> bool) {
+        for _ in 0..100 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("condition not reached within 2s");
+    }
+
+    #[tokio::test]
+    async fn a_changed_policy_file_is_loaded_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "breakGlass:\n  maxTtl: 2h\n").unwrap();
+        let store = store();
+        let source = PolicySource::File { path: path.clone(), poll: Duration::from_millis(20) };
+        store.follow(source, None).await.unwrap();
+        assert_eq!(store.get().break_glass.max_ttl.to_string(), "2h");
+        std::fs::write(&path, "breakGlass:\n  maxTtl: 3h\n").unwrap();
+        wait_until(|| store.get().break_glass.max_ttl.to_string() == "3h").await;
+        assert_eq!(store.status().generation, 2);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_policy_file_keeps_the_last_good_policy_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "breakGlass:\n  maxTtl: 2h\n").unwrap();
+        let store = store();
+        store.follow(PolicySource::File { path: path.clone(), poll: Duration::from_millis(20) }, None).await.unwrap();
+        std::fs::write(&path, "exempt:\n  groups: [\"system:masters\"]\n").unwrap();
+        wait_until(|| store.status().last_error.is_some()).await;
+        assert!(store.status().last_error.unwrap().contains("system:masters"));
+        assert_eq!(store.get().break_glass.max_ttl.to_string(), "2h");
+    }
+
+    #[tokio::test]
+    async fn a_broken_policy_file_at_start_up_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "no_such_key: 1\n").unwrap();
+        let err = store().follow(PolicySource::File { path: path.clone(), poll: Duration::from_millis(20) }, None).await.unwrap_err();
+        assert!(err.to_string().contains("policy.yaml"), "{err}");
+    }
+}

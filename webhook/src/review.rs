@@ -158,7 +158,8 @@ async fn answer(
                     Some(id) => decision.message_with_audit_id(id),
                     None => decision.message.clone(),
                 };
-                tracing::info!(
+                // The audit writer already logs every record at info.
+                tracing::debug!(
                     reason = decision.reason.code(),
                     audit_id = audit_id.as_deref().unwrap_or_default(),
                     "denied"
