@@ -1,0 +1,494 @@
+//! The sync: validate the whole revision, apply it phase by phase, record
+//! the inventory, prune what left git.
+
+use crate::discovery::Discovery;
+use crate::dry_run::{Target, dry_run_all, message};
+use crate::error::{ObjectError, SyncError, ValidationErrors};
+use crate::establish::wait_established;
+use crate::fingerprint::fields_fingerprint;
+use crate::inventory::{Inventory, InventoryEntry, InventoryStore, StoredShards};
+use crate::plan::{Live, Planned, new_namespaces, plan};
+use crate::prune::{PrunePolicy, prune};
+use crate::report::{Action, ObjectResult, SyncReport};
+use crate::sync_context::SyncContext;
+use futures::StreamExt;
+use gitwarden_manifests::{ManifestSet, ObjectRef, Phase};
+use gitwarden_shared::names::{FIELD_MANAGER, SYSTEM_NAMESPACE};
+use kube::Client;
+use kube::api::{Patch, PatchParams};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info, info_span, warn};
+
+/// How the applier behaves; [`Default`] is what the agent ships with.
+#[derive(Debug, Clone)]
+pub struct ApplyConfig {
+    /// Requests in flight at once within a phase (8): enough to apply
+    /// thousands of objects quickly without flooding the API server.
+    pub concurrency: usize,
+    /// The server-side-apply field manager (`gitwarden`).
+    pub field_manager: String,
+    /// Namespace of the inventory ConfigMaps (`gitwarden-system`).
+    pub inventory_namespace: String,
+    /// Name prefix of the inventory ConfigMaps (`gitwarden-inventory`).
+    pub inventory_name: String,
+    /// How long to wait for the revision's CRDs to be Established (60 s).
+    pub crd_timeout: Duration,
+    /// Limits on pruning.
+    pub prune: PrunePolicy,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            field_manager: FIELD_MANAGER.to_owned(),
+            inventory_namespace: SYSTEM_NAMESPACE.to_owned(),
+            inventory_name: "gitwarden-inventory".to_owned(),
+            crd_timeout: Duration::from_secs(60),
+            prune: PrunePolicy::default(),
+        }
+    }
+}
+
+/// Brings a cluster to a revision: the write path from git to Kubernetes.
+///
+/// Holds no per-sync state in memory: what was applied is read back from the
+/// inventory in the cluster on every sync, so a restarted agent (a new
+/// `Applier`) behaves exactly like the old one.
+pub struct Applier {
+    pub(crate) client: Client,
+    pub(crate) discovery: Arc<Discovery>,
+    pub(crate) config: ApplyConfig,
+    pub(crate) inventory: InventoryStore,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("config", &self.config)
+            .field("inventory", &self.inventory)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of applying one object.
+struct Applied {
+    action: Action,
+    entry: Option<InventoryEntry>,
+}
+
+impl Applier {
+    /// An applier writing with `client`, addressing kinds through
+    /// `discovery` (shared with scope resolution, so both see the same kinds).
+    pub fn new(client: Client, discovery: Arc<Discovery>, config: ApplyConfig) -> Self {
+        let inventory = InventoryStore::new(
+            client.clone(),
+            &config.inventory_namespace,
+            &config.inventory_name,
+        );
+        Self {
+            client,
+            discovery,
+            config,
+            inventory,
+        }
+    }
+
+    /// The discovery cache, for [`ManifestSet::resolve_namespaces`].
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &ApplyConfig {
+        &self.config
+    }
+
+    /// Reads the inventory as stored in the cluster (for status and tools).
+    pub async fn inventory(&self) -> Result<Inventory, SyncError> {
+        Ok(self.inventory.load().await?.0)
+    }
+
+    pub(crate) fn context(&self) -> SyncContext {
+        SyncContext::new(&self.config.field_manager, self.config.concurrency)
+    }
+
+    /// Syncs the cluster to `set`, the manifests of `revision` (namespaces
+    /// already resolved with [`Self::discovery`]).
+    ///
+    /// 1. Reads the inventory and each object's live metadata; an object
+    ///    whose manifest hash matches the inventory and that nobody changed
+    ///    since (same `resourceVersion`, or same fields owned by gitwarden) is
+    ///    skipped, so a no-op resync sends no write at all, not even a dry-run.
+    /// 2. Dry-runs every other object whose kind is served and whose
+    ///    namespace exists; any refusal aborts with
+    ///    [`SyncError::Validation`] before anything is written.
+    /// 3. Applies phase by phase (CRDs, Namespaces, setup, workloads,
+    ///    webhooks, custom resources) with bounded concurrency; after the CRD
+    ///    phase waits for the revision's CRDs to be Established and refreshes
+    ///    discovery. Custom resources of CRDs new in this revision, and objects
+    ///    in Namespaces new in this revision, cannot be dry-run before those
+    ///    exist: like Flux, gitwarden dry-runs them right after the CRDs and
+    ///    Namespaces are applied, and a refusal then stops the sync with only
+    ///    those CRDs and Namespaces written.
+    /// 4. Prunes what left git (see [`PrunePolicy`]) and writes the
+    ///    inventory's changed shards.
+    ///
+    /// A failed apply of one object is reported in its [`ObjectResult`] and
+    /// does not stop the others.
+    pub async fn sync(&self, set: &ManifestSet, revision: &str) -> Result<SyncReport, SyncError> {
+        let span = info_span!("sync", revision, objects = set.len());
+        self.sync_inner(set, revision).instrument(span).await
+    }
+
+    async fn sync_inner(&self, set: &ManifestSet, revision: &str) -> Result<SyncReport, SyncError> {
+        let started = std::time::Instant::now();
+        let ctx = self.context();
+        let (previous, stored) = self.inventory.load().await?;
+        let planned = plan(&ctx, &self.client, &self.discovery, set).await?;
+        let new_namespaces = new_namespaces(&planned);
+        let mut by_ref: HashMap<ObjectRef, &Planned<'_>> = HashMap::new();
+        let mut needs_apply: HashSet<ObjectRef> = HashSet::new();
+        let mut deferred: Vec<&Planned<'_>> = Vec::new();
+        let mut early: Vec<Target<'_>> = Vec::new();
+        let now = jiff::Timestamp::now();
+        let mut held: HashMap<ObjectRef, String> = HashMap::new();
+        let mut closed_windows: Vec<(&Planned<'_>, Vec<String>)> = Vec::new();
+        for p in &planned {
+            let object = p.manifest.object_ref();
+            by_ref.insert(object.clone(), p);
+            match p.break_glass() {
+                Some(bg) if bg.open_at(now) => {
+                    let until = bg.until.map(|t| t.to_string()).unwrap_or_default();
+                    info!(%object, %until, "left alone: break-glass window open");
+                    held.insert(object, format!("break-glass window open until {until}"));
+                    continue;
+                }
+                Some(bg) => {
+                    // The window closed: revert to git and remove the stamps.
+                    info!(%object, "break-glass window closed: reverting to git");
+                    closed_windows.push((p, bg.keys.clone()));
+                    needs_apply.insert(object.clone());
+                }
+                None => {}
+            }
+            if p.up_to_date(previous.entries.get(&object)) && !needs_apply.contains(&object) {
+                continue;
+            }
+            needs_apply.insert(object);
+            let in_new_namespace = p
+                .manifest
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| new_namespaces.contains(ns));
+            match p.target(&self.client) {
+                Some(target) if !in_new_namespace => early.push(target),
+                _ => deferred.push(p),
+            }
+        }
+        info!(
+            to_apply = needs_apply.len(),
+            unchanged = planned.len() - needs_apply.len(),
+            deferred_validation = deferred.len(),
+            "planned"
+        );
+
+        let errors = dry_run_all(&ctx, &early)
+            .instrument(info_span!("validate", objects = early.len()))
+            .await;
+        if !errors.is_empty() {
+            return Err(SyncError::Validation(ValidationErrors { errors }));
+        }
+
+        let mut results: HashMap<ObjectRef, Applied> = HashMap::new();
+        let mut late_validated = deferred.is_empty();
+        for (phase, manifests) in set.apply_phases() {
+            if phase > Phase::Namespaces && !late_validated {
+                late_validated = true;
+                if let Err(error) = self.validate_late(&ctx, &deferred).await {
+                    self.save_partial(&ctx, revision, &previous, &stored, &planned, &results)
+                        .await;
+                    return Err(error);
+                }
+            }
+            let targets: Vec<Target<'_>> = manifests
+                .iter()
+                .filter(|m| needs_apply.contains(&m.object_ref()))
+                .filter_map(|m| by_ref.get(&m.object_ref()))
+                .filter_map(|p| self.fresh_target(p))
+                .collect();
+            let span = info_span!("apply_phase", ?phase, objects = targets.len());
+            let applied: Vec<(ObjectRef, Applied)> = futures::stream::iter(&targets)
+                .map(|target| async {
+                    let object = target.manifest.object_ref();
+                    let live = by_ref.get(&object).map(|p| p.live.clone());
+                    let applied = apply_one(&ctx, target, live.as_ref()).await;
+                    (object, applied)
+                })
+                .buffer_unordered(ctx.concurrency)
+                .collect()
+                .instrument(span)
+                .await;
+            results.extend(applied);
+            if phase == Phase::CustomResourceDefinitions {
+                let crds: Vec<String> = set.crds().into_iter().map(|crd| crd.name).collect();
+                let established = wait_established(&self.client, &crds, self.config.crd_timeout)
+                    .instrument(info_span!("wait_established", crds = crds.len()))
+                    .await;
+                let refreshed = self.discovery.refresh().await.map_err(SyncError::Discovery);
+                if let Err(error) = established.and(refreshed) {
+                    self.save_partial(&ctx, revision, &previous, &stored, &planned, &results)
+                        .await;
+                    return Err(error);
+                }
+            }
+        }
+
+        for (p, keys) in &closed_windows {
+            let object = p.manifest.object_ref();
+            if matches!(
+                results.get(&object),
+                Some(Applied {
+                    action: Action::Failed(_),
+                    ..
+                })
+            ) {
+                continue;
+            }
+            if let Some(target) = p.target(&self.client) {
+                ctx.count_writes(1);
+                if let Err(error) = remove_annotations(&target, keys).await {
+                    warn!(%object, %error, "could not remove the break-glass annotations");
+                }
+            }
+        }
+
+        let current: HashSet<ObjectRef> = by_ref.keys().cloned().collect();
+        let outcome = prune(
+            &ctx,
+            &self.client,
+            &self.discovery,
+            &previous,
+            &current,
+            &self.config.prune,
+        )
+        .instrument(info_span!("prune"))
+        .await;
+
+        let mut entries = entries_after(&previous, &planned, &results);
+        entries.extend(outcome.retain);
+        let inventory = Inventory {
+            revision: Some(revision.to_owned()),
+            entries,
+        };
+        let writes = self
+            .inventory
+            .save(&inventory, &stored)
+            .instrument(info_span!("save_inventory"))
+            .await?;
+        ctx.count_writes(writes);
+
+        let mut applied = Vec::with_capacity(planned.len());
+        for manifest in set.apply_order().into_iter().flatten() {
+            let object = manifest.object_ref();
+            let action = match results.remove(&object) {
+                Some(result) => result.action,
+                None if held.contains_key(&object) => {
+                    Action::BreakGlass(held.remove(&object).unwrap_or_default())
+                }
+                None if needs_apply.contains(&object) => {
+                    Action::Failed("not applied: an earlier phase failed".to_owned())
+                }
+                None => Action::Unchanged,
+            };
+            applied.push(ObjectResult {
+                object,
+                action,
+                location: manifest.location.clone(),
+            });
+        }
+        let report = SyncReport {
+            revision: revision.to_owned(),
+            applied,
+            pruned: outcome.pruned,
+            kept: outcome.kept,
+            prune_refused: outcome.refused,
+            write_requests: ctx.writes(),
+            dry_run_requests: ctx.dry_runs(),
+            duration: started.elapsed(),
+        };
+        info!(
+            created = report.count(&Action::Created),
+            configured = report.count(&Action::Configured),
+            unchanged = report.count(&Action::Unchanged),
+            failed = report.count(&Action::Failed(String::new())),
+            pruned = report.pruned.len(),
+            writes = report.write_requests,
+            "sync finished"
+        );
+        Ok(report)
+    }
+
+    /// The target of a planned object, re-resolved: its kind may have become
+    /// known since planning (a CRD of this revision).
+    fn fresh_target<'a>(&self, p: &Planned<'a>) -> Option<Target<'a>> {
+        let resolved = p
+            .resolved
+            .clone()
+            .or_else(|| self.discovery.resolve(&p.manifest.gvk))?;
+        Some(Target {
+            manifest: p.manifest,
+            body: p.body.clone(),
+            api: resolved.api(self.client.clone(), p.manifest.namespace.as_deref()),
+        })
+    }
+
+    /// Dry-runs the objects that could not be validated before the CRDs and
+    /// Namespaces of the revision existed.
+    async fn validate_late(
+        &self,
+        ctx: &SyncContext,
+        deferred: &[&Planned<'_>],
+    ) -> Result<(), SyncError> {
+        let mut errors = Vec::new();
+        let mut targets = Vec::new();
+        for p in deferred {
+            match self.fresh_target(p) {
+                Some(target) => targets.push(target),
+                None => errors.push(ObjectError {
+                    object: p.manifest.object_ref(),
+                    location: p.manifest.location.clone(),
+                    message: format!(
+                        "the API server does not serve {}/{} {} (is its CRD installed or in this revision?)",
+                        p.manifest.gvk.group, p.manifest.gvk.version, p.manifest.gvk.kind
+                    ),
+                }),
+            }
+        }
+        errors.extend(
+            dry_run_all(ctx, &targets)
+                .instrument(info_span!("validate_late", objects = targets.len()))
+                .await,
+        );
+        if errors.is_empty() {
+            return Ok(());
+        }
+        errors.sort_by(|a, b| a.location.cmp(&b.location));
+        Err(SyncError::Validation(ValidationErrors { errors }))
+    }
+
+    /// Records what a sync that stopped early did write, so those objects
+    /// are known to prune later. Best effort: the sync's own error matters more.
+    async fn save_partial(
+        &self,
+        ctx: &SyncContext,
+        revision: &str,
+        previous: &Inventory,
+        stored: &StoredShards,
+        planned: &[Planned<'_>],
+        results: &HashMap<ObjectRef, Applied>,
+    ) {
+        let mut entries = previous.entries.clone();
+        entries.extend(entries_after(previous, planned, results));
+        let inventory = Inventory {
+            revision: previous
+                .revision
+                .clone()
+                .or_else(|| Some(revision.to_owned())),
+            entries,
+        };
+        match self.inventory.save(&inventory, stored).await {
+            Ok(writes) => ctx.count_writes(writes),
+            Err(error) => warn!(%error, "could not record the partial sync in the inventory"),
+        }
+    }
+}
+
+/// The inventory entries for the revision's objects: the new entry of each
+/// applied object, the previous one of each skipped or failed object.
+fn entries_after(
+    previous: &Inventory,
+    planned: &[Planned<'_>],
+    results: &HashMap<ObjectRef, Applied>,
+) -> BTreeMap<ObjectRef, InventoryEntry> {
+    let mut entries = BTreeMap::new();
+    for p in planned {
+        let object = p.manifest.object_ref();
+        let entry = results
+            .get(&object)
+            .and_then(|applied| applied.entry.clone())
+            .or_else(|| previous.entries.get(&object).cloned());
+        if let Some(entry) = entry {
+            entries.insert(object, entry);
+        }
+    }
+    entries
+}
+
+/// Server-side-applies one object (force, gitwarden's field manager).
+async fn apply_one(ctx: &SyncContext, target: &Target<'_>, live: Option<&Live>) -> Applied {
+    ctx.count_writes(1);
+    let params = PatchParams::apply(&ctx.field_manager).force();
+    match target
+        .api
+        .patch(&target.manifest.name, &params, &Patch::Apply(&target.body))
+        .await
+    {
+        Ok(object) => {
+            let resource_version = object.metadata.resource_version.clone().unwrap_or_default();
+            let action = match live {
+                Some(Live::Present {
+                    resource_version: before,
+                    ..
+                }) if *before == resource_version => Action::Unchanged,
+                Some(Live::Present { .. }) => Action::Configured,
+                _ => Action::Created,
+            };
+            let entry = InventoryEntry {
+                hash: crate::fingerprint::manifest_hash(&target.body),
+                fields: fields_fingerprint(
+                    object.metadata.managed_fields.as_deref(),
+                    &ctx.field_manager,
+                ),
+                resource_version,
+            };
+            Applied {
+                action,
+                entry: Some(entry),
+            }
+        }
+        Err(error) => {
+            let message = message(&error);
+            warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %message, "apply failed");
+            Applied {
+                action: Action::Failed(message),
+                entry: None,
+            }
+        }
+    }
+}
+
+/// Removes annotations with one JSON patch (server-side apply cannot remove
+/// fields another manager owns, and the stamps belong to the human's edit).
+async fn remove_annotations(target: &Target<'_>, keys: &[String]) -> Result<(), kube::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let ops: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|key| serde_json::json!({ "op": "remove", "path": format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1")) }))
+        .collect();
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::Value::Array(ops)).map_err(kube::Error::SerdeError)?;
+    target
+        .api
+        .patch(
+            &target.manifest.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::<()>::Json(patch),
+        )
+        .await
+        .map(|_| ())
+}

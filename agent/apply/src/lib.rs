@@ -1,0 +1,33 @@
+//! Brings a Kubernetes cluster to a git revision: validate, apply, record,
+//! prune — and nothing when nothing changed.
+//!
+//! The agent loads a revision with `gitwarden-manifests`, resolves
+//! namespaces with this crate's [`Discovery`], and calls [`Applier::sync`].
+//! Every decision is made from the cluster itself (the inventory ConfigMaps
+//! and the live objects), never from memory, so a restarted agent carries on
+//! where the last one stopped. [`diff`] shows what a sync would do, and
+//! [`RequestCounter`] proves how many writes it did.
+
+mod apply;
+mod counter;
+mod diff;
+mod discovery;
+mod dry_run;
+mod error;
+mod establish;
+mod fingerprint;
+mod inventory;
+mod plan;
+mod prune;
+mod report;
+mod sync_context;
+
+pub use apply::{Applier, ApplyConfig};
+pub use counter::{CountingLayer, CountingService, RequestCounter};
+pub use diff::{Change, Creation, Diff, diff};
+pub use discovery::{Discovery, Resolved};
+pub use error::{InventoryError, ObjectError, SyncError, ValidationErrors};
+pub use fingerprint::{fields_fingerprint, manifest_hash};
+pub use inventory::{Inventory, InventoryEntry, InventoryStore, MAX_SHARD_BYTES, StoredShards};
+pub use prune::PrunePolicy;
+pub use report::{Action, Kept, ObjectResult, SyncReport};
