@@ -25,8 +25,15 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&opts.cert, &opts.key).await?;
     let app = Router::new().route(
         "/validate",
-        post(|_body: axum::body::Bytes| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], ALLOW) }),
+        post(|_body: axum::body::Bytes| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                ALLOW,
+            )
+        }),
     );
-    axum_server::bind_rustls(opts.listen, tls).serve(app.into_make_service()).await?;
+    axum_server::bind_rustls(opts.listen, tls)
+        .serve(app.into_make_service())
+        .await?;
     Ok(())
 }

@@ -17,7 +17,14 @@ pub struct Figures {
 }
 
 /// Sends `bodies` round-robin to `url` for `duration` after `warmup`.
-pub async fn drive(client: &reqwest::Client, url: &str, bodies: Arc<Vec<Vec<u8>>>, concurrency: usize, warmup: Duration, duration: Duration) -> Figures {
+pub async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Figures {
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
@@ -35,7 +42,13 @@ pub async fn drive(client: &reqwest::Client, url: &str, bodies: Arc<Vec<Vec<u8>>
                 }
                 let body = bodies[i % bodies.len()].clone();
                 i += 1;
-                let ok = match client.post(&url).header("content-type", "application/json").body(body).send().await {
+                let ok = match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
                     Err(_) => false,
                 };

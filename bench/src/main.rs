@@ -31,7 +31,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Webhook(opts) => runtime.block_on(webhook::run(opts)),
         Command::Floor(opts) => runtime.block_on(floor::serve(opts)),

@@ -42,7 +42,9 @@ impl Drop for Server {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn deployment(ns: &str, name: &str, annotations: Value) -> Value {
@@ -57,7 +59,16 @@ fn deployment(ns: &str, name: &str, annotations: Value) -> Value {
     })
 }
 
-fn review(uid: usize, user: &str, groups: &[&str], op: &str, resource: &str, object: Value, old: Value, dry_run: bool) -> Vec<u8> {
+fn review(
+    uid: usize,
+    user: &str,
+    groups: &[&str],
+    op: &str,
+    resource: &str,
+    object: Value,
+    old: Value,
+    dry_run: bool,
+) -> Vec<u8> {
     let body = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
@@ -78,9 +89,30 @@ fn allow_bodies() -> Vec<Vec<u8>> {
         .map(|i| {
             let d = deployment("shop", &format!("web-{i}"), json!({}));
             if i % 4 == 3 {
-                review(i, "alice", &["developers", "system:authenticated"], "UPDATE", "deployments", d.clone(), d, true)
+                review(
+                    i,
+                    "alice",
+                    &["developers", "system:authenticated"],
+                    "UPDATE",
+                    "deployments",
+                    d.clone(),
+                    d,
+                    true,
+                )
             } else {
-                review(i, "system:serviceaccount:kube-system:deployment-controller", &["system:serviceaccounts", "system:serviceaccounts:kube-system"], "UPDATE", "deployments", d.clone(), d, false)
+                review(
+                    i,
+                    "system:serviceaccount:kube-system:deployment-controller",
+                    &[
+                        "system:serviceaccounts",
+                        "system:serviceaccounts:kube-system",
+                    ],
+                    "UPDATE",
+                    "deployments",
+                    d.clone(),
+                    d,
+                    false,
+                )
             }
         })
         .collect()
@@ -91,7 +123,16 @@ fn deny_bodies() -> Vec<Vec<u8>> {
     (0..64)
         .map(|i| {
             let d = deployment("shop", &format!("web-{i}"), json!({}));
-            review(i, "alice", &["developers", "system:authenticated"], "UPDATE", "deployments", d.clone(), d, false)
+            review(
+                i,
+                "alice",
+                &["developers", "system:authenticated"],
+                "UPDATE",
+                "deployments",
+                d.clone(),
+                d,
+                false,
+            )
         })
         .collect()
 }
@@ -105,15 +146,33 @@ fn mixed_bodies() -> Vec<Vec<u8>> {
             0..=15 => allow[i % allow.len()].clone(),
             16..=18 => deny[i % deny.len()].clone(),
             _ => {
-                let new = deployment("shop", &format!("web-{i}"), json!({ "gitwarden.io/break-glass": "INC-1 load test" }));
+                let new = deployment(
+                    "shop",
+                    &format!("web-{i}"),
+                    json!({ "gitwarden.io/break-glass": "INC-1 load test" }),
+                );
                 let old = deployment("shop", &format!("web-{i}"), json!({}));
-                review(i, "carol", &["developers", "gitwarden:break-glass"], "UPDATE", "deployments", new, old, false)
+                review(
+                    i,
+                    "carol",
+                    &["developers", "gitwarden:break-glass"],
+                    "UPDATE",
+                    "deployments",
+                    new,
+                    old,
+                    false,
+                )
             }
         })
         .collect()
 }
 
-async fn wait_ready(client: &reqwest::Client, url: &str, path: &str, child: &mut Child) -> Result<()> {
+async fn wait_ready(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    child: &mut Child,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{url}{path}")).send().await
@@ -131,11 +190,23 @@ async fn wait_ready(client: &reqwest::Client, url: &str, path: &str, child: &mut
 
 fn sibling(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe()?;
-    Ok(me.parent().context("executable has no directory")?.join(name))
+    Ok(me
+        .parent()
+        .context("executable has no directory")?
+        .join(name))
 }
 
-async fn start(cmd: &mut Command, url: String, ready_path: &str, client: &reqwest::Client) -> Result<Server> {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+async fn start(
+    cmd: &mut Command,
+    url: String,
+    ready_path: &str,
+    client: &reqwest::Client,
+) -> Result<Server> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
     wait_ready(client, &url, ready_path, &mut child).await?;
     Ok(Server { child, url })
 }
@@ -149,27 +220,65 @@ struct Row {
     rss_mib: f64,
 }
 
-async fn measure(server: &Server, scenario: &'static str, target: &'static str, bodies: Vec<Vec<u8>>, concurrency: usize, opts: &Options, client: &reqwest::Client) -> Row {
+async fn measure(
+    server: &Server,
+    scenario: &'static str,
+    target: &'static str,
+    bodies: Vec<Vec<u8>>,
+    concurrency: usize,
+    opts: &Options,
+    client: &reqwest::Client,
+) -> Row {
     let pid = server.child.id();
     let cpu_before = cpu_seconds(pid);
     let wall = Instant::now();
-    let figures = drive(client, &format!("{}/validate", server.url), Arc::new(bodies), concurrency, opts.warmup, opts.duration).await;
+    let figures = drive(
+        client,
+        &format!("{}/validate", server.url),
+        Arc::new(bodies),
+        concurrency,
+        opts.warmup,
+        opts.duration,
+    )
+    .await;
     let cpu_cores = (cpu_seconds(pid) - cpu_before) / wall.elapsed().as_secs_f64();
-    Row { target, scenario, concurrency, figures, cpu_cores, rss_mib: rss_mib(pid).0 }
+    Row {
+        target,
+        scenario,
+        concurrency,
+        figures,
+        cpu_cores,
+        rss_mib: rss_mib(pid).0,
+    }
 }
 
 fn print_row(r: &Row) {
     let f = &r.figures;
     println!(
         "{:<10} {:<8} {:>4} {:>9} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>6} {:>6.2} {:>8.1}",
-        r.target, r.scenario, r.concurrency, f.requests, f.per_second, f.p50_ms, f.p99_ms, f.p999_ms, f.errors, r.cpu_cores, r.rss_mib
+        r.target,
+        r.scenario,
+        r.concurrency,
+        f.requests,
+        f.per_second,
+        f.p50_ms,
+        f.p99_ms,
+        f.p999_ms,
+        f.errors,
+        r.cpu_cores,
+        r.rss_mib
     );
 }
 
 pub async fn run(opts: Options) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = gitwarden_certs::CertificateAuthority::generate("bench-ca", Duration::from_secs(3600))?;
-    let cert = ca.issue_serving_cert(&["localhost"], &["127.0.0.1".parse()?], Duration::from_secs(3600))?;
+    let ca =
+        gitwarden_certs::CertificateAuthority::generate("bench-ca", Duration::from_secs(3600))?;
+    let cert = ca.issue_serving_cert(
+        &["localhost"],
+        &["127.0.0.1".parse()?],
+        Duration::from_secs(3600),
+    )?;
     let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert_file, &cert.cert_pem)?;
     std::fs::write(&key_file, &cert.key_pem)?;
@@ -184,7 +293,10 @@ pub async fn run(opts: Options) -> Result<()> {
         None => sibling("gitwarden-webhook")?,
     };
     if !webhook_bin.exists() {
-        bail!("{} not found: build it with `cargo build --release -p gitwarden-webhook` (scripts/bench does)", webhook_bin.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p gitwarden-webhook` (scripts/bench does)",
+            webhook_bin.display()
+        );
     }
     let floor_port = free_port()?;
     let floor = start(
@@ -221,9 +333,36 @@ pub async fn run(opts: Options) -> Result<()> {
     for &c in &opts.concurrency {
         for row in [
             measure(&floor, "allow", "floor", allow_bodies(), c, &opts, &client).await,
-            measure(&gitwarden, "allow", "gitwarden", allow_bodies(), c, &opts, &client).await,
-            measure(&gitwarden, "deny", "gitwarden", deny_bodies(), c, &opts, &client).await,
-            measure(&gitwarden, "mixed", "gitwarden", mixed_bodies(), c, &opts, &client).await,
+            measure(
+                &gitwarden,
+                "allow",
+                "gitwarden",
+                allow_bodies(),
+                c,
+                &opts,
+                &client,
+            )
+            .await,
+            measure(
+                &gitwarden,
+                "deny",
+                "gitwarden",
+                deny_bodies(),
+                c,
+                &opts,
+                &client,
+            )
+            .await,
+            measure(
+                &gitwarden,
+                "mixed",
+                "gitwarden",
+                mixed_bodies(),
+                c,
+                &opts,
+                &client,
+            )
+            .await,
         ] {
             print_row(&row);
             rows.push(row);
@@ -231,10 +370,19 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let (rss, peak) = rss_mib(gitwarden.child.id());
     println!("\ngitwarden-webhook memory: RSS {rss:.1} MiB now, peak {peak:.1} MiB");
-    println!("\nratios and goals (goal: allow p99 < 1 ms and >= 0.8x floor throughput; deny p99 < 10 ms):");
+    println!(
+        "\nratios and goals (goal: allow p99 < 1 ms and >= 0.8x floor throughput; deny p99 < 10 ms):"
+    );
     for &c in &opts.concurrency {
-        let find = |t: &str, s: &str| rows.iter().find(|r| r.target == t && r.scenario == s && r.concurrency == c);
-        if let (Some(f), Some(a), Some(d)) = (find("floor", "allow"), find("gitwarden", "allow"), find("gitwarden", "deny")) {
+        let find = |t: &str, s: &str| {
+            rows.iter()
+                .find(|r| r.target == t && r.scenario == s && r.concurrency == c)
+        };
+        if let (Some(f), Some(a), Some(d)) = (
+            find("floor", "allow"),
+            find("gitwarden", "allow"),
+            find("gitwarden", "deny"),
+        ) {
             let ratio = a.figures.per_second / f.figures.per_second;
             println!(
                 "  c={c:<3} allow/floor throughput {ratio:.2}x [{}]  allow p99 {:.3} ms [{}]  deny p99 {:.3} ms [{}]",
@@ -254,10 +402,28 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn print_header(bin: &Path, opts: &Options, dir: &Path) {
-    println!("webhook benchmark: {} vs a bare rustls+axum floor, same client, same run", bin.display());
-    println!("{:?} measured after {:?} warm-up per row; audit log on {} (fdatasync per batch)", opts.duration, opts.warmup, dir.display());
+    println!(
+        "webhook benchmark: {} vs a bare rustls+axum floor, same client, same run",
+        bin.display()
+    );
+    println!(
+        "{:?} measured after {:?} warm-up per row; audit log on {} (fdatasync per batch)",
+        opts.duration,
+        opts.warmup,
+        dir.display()
+    );
     println!(
         "\n{:<10} {:<8} {:>4} {:>9} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>8}",
-        "target", "scenario", "conc", "requests", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "cpu", "rss MiB"
+        "target",
+        "scenario",
+        "conc",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "cpu",
+        "rss MiB"
     );
 }

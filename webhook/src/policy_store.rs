@@ -239,7 +239,10 @@ mod tests {
 
     fn store() -> Arc<PolicyStore> {
         let mut registry = prometheus_client::registry::Registry::default();
-        PolicyStore::new(&PolicySource::Defaults, Arc::new(WebhookMetrics::new(&mut registry)))
+        PolicyStore::new(
+            &PolicySource::Defaults,
+            Arc::new(WebhookMetrics::new(&mut registry)),
+        )
     }
 
     async fn wait_until(mut done: impl FnMut() -> bool) {
@@ -258,7 +261,10 @@ mod tests {
         let path = dir.path().join("policy.yaml");
         std::fs::write(&path, "breakGlass:\n  maxTtl: 2h\n").unwrap();
         let store = store();
-        let source = PolicySource::File { path: path.clone(), poll: Duration::from_millis(20) };
+        let source = PolicySource::File {
+            path: path.clone(),
+            poll: Duration::from_millis(20),
+        };
         store.follow(source, None).await.unwrap();
         assert_eq!(store.get().break_glass.max_ttl.to_string(), "2h");
         std::fs::write(&path, "breakGlass:\n  maxTtl: 3h\n").unwrap();
@@ -272,10 +278,25 @@ mod tests {
         let path = dir.path().join("policy.yaml");
         std::fs::write(&path, "breakGlass:\n  maxTtl: 2h\n").unwrap();
         let store = store();
-        store.follow(PolicySource::File { path: path.clone(), poll: Duration::from_millis(20) }, None).await.unwrap();
+        store
+            .follow(
+                PolicySource::File {
+                    path: path.clone(),
+                    poll: Duration::from_millis(20),
+                },
+                None,
+            )
+            .await
+            .unwrap();
         std::fs::write(&path, "exempt:\n  groups: [\"system:masters\"]\n").unwrap();
         wait_until(|| store.status().last_error.is_some()).await;
-        assert!(store.status().last_error.unwrap().contains("system:masters"));
+        assert!(
+            store
+                .status()
+                .last_error
+                .unwrap()
+                .contains("system:masters")
+        );
         assert_eq!(store.get().break_glass.max_ttl.to_string(), "2h");
     }
 
@@ -284,7 +305,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.yaml");
         std::fs::write(&path, "no_such_key: 1\n").unwrap();
-        let err = store().follow(PolicySource::File { path: path.clone(), poll: Duration::from_millis(20) }, None).await.unwrap_err();
+        let err = store()
+            .follow(
+                PolicySource::File {
+                    path: path.clone(),
+                    poll: Duration::from_millis(20),
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("policy.yaml"), "{err}");
     }
 }

@@ -195,6 +195,10 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
 /// the API server expects Go's `[]byte` form, a base64 string, so it is set here.
 fn review_json(response: AdmissionResponse, patch: Option<json_patch::Patch>) -> Response {
     let review = response.into_review();
+    let Some(patch) = patch.filter(|p| !p.0.is_empty()) else {
+        // The common path: serialise once, straight to the body.
+        return axum::Json(review).into_response();
+    };
     let mut value = match serde_json::to_value(&review) {
         Ok(v) => v,
         Err(e) => {
@@ -205,21 +209,19 @@ fn review_json(response: AdmissionResponse, patch: Option<json_patch::Patch>) ->
                 .into_response();
         }
     };
-    if let Some(patch) = patch.filter(|p| !p.0.is_empty()) {
-        let bytes = match serde_json::to_vec(&patch) {
-            Ok(b) => b,
-            Err(e) => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("serialising patch: {e}"),
-                )
-                    .into_response();
-            }
-        };
-        value["response"]["patch"] =
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
-        value["response"]["patchType"] = serde_json::Value::String("JSONPatch".into());
-    }
+    let bytes = match serde_json::to_vec(&patch) {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("serialising patch: {e}"),
+            )
+                .into_response();
+        }
+    };
+    value["response"]["patch"] =
+        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    value["response"]["patchType"] = serde_json::Value::String("JSONPatch".into());
     axum::Json(value).into_response()
 }
 

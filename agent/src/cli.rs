@@ -1,0 +1,172 @@
+//! Command-line interface of `gitwarden-agent`: every setting is a flag with an
+//! environment variable and a sensible default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gitwarden_apply::{ApplyConfig, PrunePolicy};
+use gitwarden_source::{Auth, GitRef, SourceSpec, Verification};
+
+/// gitwarden's sync agent: the cluster follows git, and only git.
+#[derive(Debug, Parser)]
+#[command(name = "gitwarden-agent", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: `json` (for log collectors) or `text` (for people).
+    #[arg(
+        long,
+        env = "GITWARDEN_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch, verify and apply the revision once, prune what left git, print the report.
+    Sync(SyncArgs),
+    /// Show what a sync would create, change and prune, without writing.
+    /// Exit 0 when in sync, 1 when not, 2 on error (like `flux diff`).
+    Diff(CommonArgs),
+}
+
+/// `sync` settings.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Sync once and exit (the only mode of this subcommand; the continuous loop is not built yet).
+    #[arg(long, default_value_t = true)]
+    pub once: bool,
+    /// Report format.
+    #[arg(long, short = 'o', default_value = "text")]
+    pub output: Output,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// A summary and one line per object that changed or failed.
+    Text,
+    /// The full report as JSON.
+    Json,
+}
+
+/// Source and apply settings shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The git repository: https://, ssh://, git@host:path, file:// or a local path.
+    #[arg(long, env = "GITWARDEN_REPO")]
+    pub repo: String,
+    /// Branch to follow.
+    #[arg(long, env = "GITWARDEN_BRANCH", default_value = "main", conflicts_with_all = ["tag", "commit"])]
+    pub branch: String,
+    /// Tag to follow instead of a branch.
+    #[arg(long, env = "GITWARDEN_TAG")]
+    pub tag: Option<String>,
+    /// Pin one commit (full hex id) instead of a branch.
+    #[arg(long, env = "GITWARDEN_COMMIT")]
+    pub commit: Option<String>,
+    /// Directory of manifests inside the repository.
+    #[arg(long, env = "GITWARDEN_PATH", default_value = ".")]
+    pub path: String,
+    /// File with an HTTPS token (basic auth as x-access-token).
+    #[arg(long, env = "GITWARDEN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// SSH deploy key (needs --known-hosts).
+    #[arg(long, env = "GITWARDEN_SSH_KEY_FILE", requires = "known_hosts")]
+    pub ssh_key_file: Option<PathBuf>,
+    /// known_hosts for the SSH server.
+    #[arg(long, env = "GITWARDEN_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// Require the head commit to be SSH-signed by a key in this allowed_signers file.
+    #[arg(long, env = "GITWARDEN_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Where fetched repositories are cached.
+    #[arg(
+        long,
+        env = "GITWARDEN_CACHE_DIR",
+        default_value = "/var/cache/gitwarden"
+    )]
+    pub cache_dir: PathBuf,
+    /// Kubeconfig (default: in-cluster service account, or $KUBECONFIG).
+    #[arg(long, env = "GITWARDEN_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace for namespaced objects that name none.
+    #[arg(long, env = "GITWARDEN_DEFAULT_NAMESPACE", default_value = "default")]
+    pub default_namespace: String,
+    /// Namespace of the inventory ConfigMaps (must exist).
+    #[arg(long, env = "GITWARDEN_INVENTORY_NAMESPACE", default_value = gitwarden_shared::names::SYSTEM_NAMESPACE)]
+    pub inventory_namespace: String,
+    /// Objects applied at once within a phase.
+    #[arg(long, env = "GITWARDEN_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Never delete objects that left git.
+    #[arg(long, env = "GITWARDEN_NO_PRUNE")]
+    pub no_prune: bool,
+    /// Refuse a prune of more than this share of the inventory (0.0–1.0).
+    #[arg(long, env = "GITWARDEN_MAX_PRUNE_SHARE", default_value_t = 0.25)]
+    pub max_prune_share: f64,
+    /// Prune even beyond --max-prune-share (an intended mass removal).
+    #[arg(long, env = "GITWARDEN_ALLOW_MASS_PRUNE")]
+    pub allow_mass_prune: bool,
+}
+
+impl CommonArgs {
+    /// The source to fetch.
+    pub fn source_spec(&self) -> SourceSpec {
+        let reference = match (&self.tag, &self.commit) {
+            (Some(tag), _) => GitRef::Tag(tag.clone()),
+            (None, Some(commit)) => GitRef::Commit(commit.clone()),
+            (None, None) => GitRef::Branch(self.branch.clone()),
+        };
+        let mut spec = SourceSpec::new(self.repo.clone(), reference);
+        spec.path = self.path.clone();
+        spec.auth = match (&self.token_file, &self.ssh_key_file, &self.known_hosts) {
+            (Some(token_file), _, _) => Auth::Token {
+                token_file: token_file.clone(),
+                username: None,
+            },
+            (None, Some(key), Some(known_hosts)) => Auth::Ssh {
+                private_key_file: key.clone(),
+                known_hosts_file: known_hosts.clone(),
+            },
+            _ => Auth::None,
+        };
+        spec.verify =
+            self.allowed_signers
+                .clone()
+                .map(|allowed_signers_file| Verification::SshSignatures {
+                    allowed_signers_file,
+                });
+        spec
+    }
+
+    /// How to apply and prune.
+    pub fn apply_config(&self) -> ApplyConfig {
+        ApplyConfig {
+            concurrency: self.concurrency.max(1),
+            inventory_namespace: self.inventory_namespace.clone(),
+            prune: PrunePolicy {
+                enabled: !self.no_prune,
+                max_share: self.max_prune_share,
+                allow_mass_prune: self.allow_mass_prune,
+            },
+            ..ApplyConfig::default()
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! A git repository of manifests, and the agent binary pointed at it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gitwarden_tests::webhook::apply;
+use gitwarden_tests::{Identity, TestCluster, TestNamespace};
+use serde_json::Value;
+
+pub struct AgentSetup {
+    pub cluster: &'static TestCluster,
+    pub ns: TestNamespace,
+    pub repo: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    agent_kubeconfig: PathBuf,
+}
+
+/// What one run of `gitwarden-agent` printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn report(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not a JSON report ({e}):\n{}\n{}", self.stdout, self.stderr)
+        })
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The agent's namespace, RBAC and token: set up once per test binary.
+static AGENT_KUBECONFIG: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+
+async fn agent_identity(cluster: &'static TestCluster) -> PathBuf {
+    AGENT_KUBECONFIG
+        .get_or_init(|| async {
+            let admin = cluster.kubeconfig(Identity::Admin);
+        apply(&admin, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n").unwrap();
+        apply(
+            &admin,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: gitwarden-agent-test\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
+             subjects: [{kind: ServiceAccount, name: gitwarden-agent, namespace: gitwarden-system}]\n",
+        )
+        .unwrap();
+            cluster.mint_service_account_token("gitwarden-system", "gitwarden-agent").await.unwrap().1
+        })
+        .await
+        .clone()
+}
+
+impl AgentSetup {
+    pub async fn new(prefix: &str) -> AgentSetup {
+        let cluster = TestCluster::shared();
+        let agent_kubeconfig = agent_identity(cluster).await;
+        let ns = cluster.namespace(prefix).await.unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        git(repo.path(), &["init", "-q", "-b", "main"]);
+        AgentSetup {
+            cluster,
+            ns,
+            repo,
+            cache: tempfile::tempdir().unwrap(),
+            agent_kubeconfig,
+        }
+    }
+
+    pub fn ns(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// Writes a file into the repository (relative path) and commits everything.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            let full = self.repo.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, content.replace("NAMESPACE", self.ns())).unwrap();
+        }
+        git(self.repo.path(), &["add", "-A"]);
+        git(
+            self.repo.path(),
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(self.repo.path(), &["rev-parse", "HEAD"])
+    }
+
+    pub fn remove(&self, path: &str) -> String {
+        git(self.repo.path(), &["rm", "-q", path]);
+        git(
+            self.repo.path(),
+            &["commit", "-q", "-m", &format!("remove {path}")],
+        );
+        git(self.repo.path(), &["rev-parse", "HEAD"])
+    }
+
+    /// Runs `gitwarden-agent SUBCOMMAND` against this repository as the agent.
+    pub fn agent(&self, subcommand: &str, extra: &[&str]) -> Run {
+        let bin = gitwarden_tests::binaries::binary("gitwarden-agent").unwrap();
+        let out = Command::new(bin)
+            .arg(subcommand)
+            .arg("--repo")
+            .arg(format!("file://{}", self.repo.path().display()))
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .arg("--kubeconfig")
+            .arg(&self.agent_kubeconfig)
+            .args([
+                "--inventory-namespace",
+                self.ns(),
+                "--default-namespace",
+                self.ns(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `gitwarden-agent sync -o json`, which must succeed; returns the report.
+    pub fn sync(&self) -> Value {
+        let run = self.agent("sync", &["-o", "json"]);
+        assert_eq!(run.code, 0, "sync failed:\n{}\n{}", run.stdout, run.stderr);
+        run.report()
+    }
+
+    /// kubectl as admin in the test namespace.
+    pub fn kubectl(&self, args: &[&str]) -> gitwarden_tests::KubectlOutput {
+        let mut full = vec!["-n", self.ns()];
+        full.extend_from_slice(args);
+        self.cluster.kubectl(Identity::Admin, &full)
+    }
+}
+
+/// The actions of a report, as (object, action) pairs.
+pub fn actions(report: &Value) -> Vec<(String, String)> {
+    report["report"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["object"].as_str().unwrap().to_string(),
+                o["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

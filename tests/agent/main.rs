@@ -1,0 +1,8 @@
+//! The sync agent against the real API server and real git repositories: the
+//! `gitwarden-agent` binary, authenticated with the agent's real
+//! service-account token.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+mod sync;

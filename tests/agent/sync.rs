@@ -1,0 +1,236 @@
+//! `gitwarden-agent sync` and `diff`: from a commit to the cluster.
+
+use std::time::Duration;
+
+use crate::common::{AgentSetup, actions};
+
+const APP: &str = concat!(
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n",
+    "---\n",
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: NAMESPACE\nspec:\n  replicas: 2\n",
+    "  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n",
+    "    spec:\n      containers:\n        - name: web\n          image: registry.example/web:1\n",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_applies_the_commit_and_a_resync_sends_no_writes() {
+    let s = AgentSetup::new("agent-first").await;
+    let commit = s.commit(
+        &[("app/web.yaml", APP), ("README.md", "not a manifest")],
+        "first",
+    );
+    let first = s.sync();
+    assert_eq!(first["commit"], commit.as_str());
+    assert!(
+        actions(&first).iter().all(|(_, a)| a == "created"),
+        "{first}"
+    );
+    let label = s.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}",
+    ]);
+    assert_eq!(label.expect_success(), "gitwarden");
+    let again = s.sync();
+    assert_eq!(again["report"]["writeRequests"], 0, "{again}");
+    assert!(
+        actions(&again).iter().all(|(_, a)| a == "unchanged"),
+        "{again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_commit_is_applied_and_a_deleted_file_is_pruned() {
+    let s = AgentSetup::new("agent-prune").await;
+    let extra =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: NAMESPACE\n";
+    s.commit(
+        &[
+            ("app/web.yaml", APP),
+            ("app/extra.yaml", extra),
+            ("app/more.yaml", &extra.replace("extra", "more")),
+        ],
+        "first",
+    );
+    s.sync();
+    s.commit(
+        &[("app/web.yaml", &APP.replace("hello", "bonjour"))],
+        "translate",
+    );
+    s.remove("app/extra.yaml");
+    let report = s.sync();
+    assert!(
+        actions(&report).contains(&(
+            "v1 ConfigMap ".to_string() + s.ns() + "/settings",
+            "configured".to_string()
+        )),
+        "{report}"
+    );
+    assert_eq!(
+        report["report"]["pruned"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.greeting}"
+        ])
+        .expect_success(),
+        "bonjour"
+    );
+    s.kubectl(&["get", "configmap", "extra"]).expect_failure();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_error_applies_nothing_and_names_the_file_and_line() {
+    let s = AgentSetup::new("agent-yaml").await;
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n  namespace: NAMESPACE\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [broken\n";
+    s.commit(
+        &[("app/web.yaml", APP), ("app/broken.yaml", broken)],
+        "broken",
+    );
+    let run = s.agent("sync", &[]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("app/broken.yaml:"), "{}", run.stderr);
+    s.kubectl(&["get", "configmap", "settings"])
+        .expect_failure();
+    s.kubectl(&["get", "configmap", "ok"]).expect_failure();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_commit_is_not_applied_when_signatures_are_required() {
+    let s = AgentSetup::new("agent-unsigned").await;
+    s.commit(&[("app/web.yaml", APP)], "unsigned");
+    let signers = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(signers.path(), "ops@example.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj9Hi2K0VfPQ8kVP8JbDvDlUmTVd0EaN1XDlLt4Uq9V\n").unwrap();
+    let run = s.agent(
+        "sync",
+        &["--allowed-signers", signers.path().to_str().unwrap()],
+    );
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.to_lowercase().contains("sign"), "{}", run.stderr);
+    s.kubectl(&["get", "configmap", "settings"])
+        .expect_failure();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_exits_0_in_sync_1_with_differences_and_2_on_errors() {
+    let s = AgentSetup::new("agent-diff").await;
+    s.commit(&[("app/web.yaml", APP)], "first");
+    let before = s.agent("diff", &[]);
+    assert_eq!(before.code, 1, "{}", before.stdout);
+    assert!(before.stdout.contains("+ create"), "{}", before.stdout);
+    s.sync();
+    assert_eq!(s.agent("diff", &[]).code, 0);
+    s.commit(
+        &[("app/web.yaml", &APP.replace("replicas: 2", "replicas: 3"))],
+        "scale",
+    );
+    let changed = s.agent("diff", &[]);
+    assert_eq!(changed.code, 1);
+    assert!(
+        changed.stdout.contains(r#""path":"/spec/replicas""#),
+        "{}",
+        changed.stdout
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .expect_success(),
+        "2",
+        "diff wrote"
+    );
+    let unreachable = s.agent("diff", &["--branch", "no-such-branch"]);
+    assert_eq!(unreachable.code, 2, "{}", unreachable.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverted() {
+    let s = AgentSetup::new("agent-bg").await;
+    s.commit(&[("app/web.yaml", APP)], "first");
+    s.sync();
+    // What the webhook lets carol do and stamps (no webhook in this cluster).
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    let patch = format!(
+        r#"{{"metadata":{{"annotations":{{"gitwarden.io/break-glass":"INC-9","gitwarden.io/break-glass-by":"carol","gitwarden.io/break-glass-at":"{}","gitwarden.io/break-glass-until":"{until}"}}}},"spec":{{"replicas":5}}}}"#,
+        jiff::Timestamp::now()
+    );
+    s.kubectl(&["patch", "deployment", "web", "--type=merge", "-p", &patch])
+        .expect_success();
+    let held = s.sync();
+    let web = format!("apps/v1 Deployment {}/web", s.ns());
+    assert!(
+        actions(&held).contains(&(web.clone(), "breakGlass".to_string())),
+        "{held}"
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .expect_success(),
+        "5"
+    );
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let reverted = s.sync();
+    assert!(
+        !actions(&reverted).contains(&(web, "breakGlass".to_string())),
+        "{reverted}"
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .expect_success(),
+        "2"
+    );
+    let annotations = s.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ]);
+    assert!(
+        !annotations
+            .expect_success()
+            .contains("gitwarden.io/break-glass"),
+        "{}",
+        annotations.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_repository_keeps_the_cluster_and_says_where() {
+    let s = AgentSetup::new("agent-gone").await;
+    s.commit(&[("app/web.yaml", APP)], "first");
+    s.sync();
+    std::fs::remove_dir_all(s.repo.path().join(".git")).unwrap();
+    let run = s.agent("sync", &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(&s.repo.path().display().to_string()),
+        "{}",
+        run.stderr
+    );
+    s.kubectl(&["get", "deployment", "web"]).expect_success();
+}
