@@ -59,12 +59,11 @@ fn deployment(ns: &str, name: &str, annotations: Value) -> Value {
     })
 }
 
+/// An UPDATE of a Deployment by `user`, as the API server would send it.
 fn review(
     uid: usize,
     user: &str,
     groups: &[&str],
-    op: &str,
-    resource: &str,
     object: Value,
     old: Value,
     dry_run: bool,
@@ -74,8 +73,8 @@ fn review(
         "request": {
             "uid": format!("bench-{uid}"),
             "kind": { "group": "apps", "version": "v1", "kind": "Deployment" },
-            "resource": { "group": if resource == "pods" { "" } else { "apps" }, "version": "v1", "resource": resource },
-            "namespace": "shop", "name": object["metadata"]["name"], "operation": op,
+            "resource": { "group": "apps", "version": "v1", "resource": "deployments" },
+            "namespace": "shop", "name": object["metadata"]["name"], "operation": "UPDATE",
             "userInfo": { "username": user, "groups": groups },
             "object": object, "oldObject": old, "dryRun": dry_run
         }
@@ -93,8 +92,6 @@ fn allow_bodies() -> Vec<Vec<u8>> {
                     i,
                     "alice",
                     &["developers", "system:authenticated"],
-                    "UPDATE",
-                    "deployments",
                     d.clone(),
                     d,
                     true,
@@ -107,8 +104,6 @@ fn allow_bodies() -> Vec<Vec<u8>> {
                         "system:serviceaccounts",
                         "system:serviceaccounts:kube-system",
                     ],
-                    "UPDATE",
-                    "deployments",
                     d.clone(),
                     d,
                     false,
@@ -127,8 +122,6 @@ fn deny_bodies() -> Vec<Vec<u8>> {
                 i,
                 "alice",
                 &["developers", "system:authenticated"],
-                "UPDATE",
-                "deployments",
                 d.clone(),
                 d,
                 false,
@@ -156,8 +149,6 @@ fn mixed_bodies() -> Vec<Vec<u8>> {
                     i,
                     "carol",
                     &["developers", "gitwarden:break-glass"],
-                    "UPDATE",
-                    "deployments",
                     new,
                     old,
                     false,

@@ -80,8 +80,8 @@ fn print_audit(args: &AuditArgs) -> anyhow::Result<()> {
         }
         AuditOutput::Text => {
             println!(
-                "{:<22} {:<12} {:<11} {:<30} {:<7} {:<40} {}",
-                "ID", "USER", "DECISION", "REASON", "OP", "OBJECT", "TIME"
+                "{:<22} {:<12} {:<11} {:<30} {:<7} {:<40} TIME",
+                "ID", "USER", "DECISION", "REASON", "OP", "OBJECT"
             );
             for r in records {
                 let resource = match &r.subresource {
