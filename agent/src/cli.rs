@@ -41,6 +41,63 @@ pub enum Command {
     /// Show what a sync would create, change and prune, without writing.
     /// Exit 0 when in sync, 1 when not, 2 on error (like `flux diff`).
     Diff(CommonArgs),
+    /// Keep the cluster in sync: on an interval, on a push notification, and
+    /// on drift; serve /status, /healthz, /readyz, /metrics and /hook.
+    Run(Box<RunArgs>),
+    /// Print a running agent's status for a person.
+    Status {
+        /// The agent's HTTP address.
+        #[arg(
+            long,
+            env = "GITWARDEN_AGENT_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        url: String,
+    },
+}
+
+/// `run` settings.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Time between syncs.
+    #[arg(long, env = "GITWARDEN_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Random share of the interval added or removed (0.0–1.0).
+    #[arg(long, env = "GITWARDEN_JITTER", default_value_t = 0.1)]
+    pub jitter: f64,
+    /// Wait this long after a drift event before healing, to heal a burst at once.
+    #[arg(long, env = "GITWARDEN_DRIFT_DEBOUNCE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub drift_debounce: std::time::Duration,
+    /// HTTP address for /status, /healthz, /readyz, /metrics and /hook (put TLS in front for /hook).
+    #[arg(long, env = "GITWARDEN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+    /// File with the HMAC secret that signs push notifications (X-Hub-Signature-256).
+    #[arg(long, env = "GITWARDEN_HOOK_SECRET_FILE")]
+    pub hook_secret_file: Option<PathBuf>,
+    /// File with a shared bearer token accepted by /hook.
+    #[arg(long, env = "GITWARDEN_HOOK_TOKEN_FILE")]
+    pub hook_token_file: Option<PathBuf>,
+    /// Elect a leader through a Lease, so that replicas never apply at once.
+    #[arg(long, env = "GITWARDEN_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "GITWARDEN_LEASE_NAMESPACE", default_value = gitwarden_shared::names::SYSTEM_NAMESPACE)]
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "GITWARDEN_LEASE_NAME", default_value = "gitwarden-agent")]
+    pub lease_name: String,
+    /// How long a lease is valid without renewal: a standby waits this long after the leader dies.
+    #[arg(long, env = "GITWARDEN_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// The leader gives up leading when it could not renew for this long.
+    #[arg(long, env = "GITWARDEN_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_renew_deadline: std::time::Duration,
+    /// How often to try to acquire or renew the lease.
+    #[arg(long, env = "GITWARDEN_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lease_retry_period: std::time::Duration,
+    /// Source and apply settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// `sync` settings.
@@ -124,6 +181,10 @@ pub struct CommonArgs {
     /// Prune even beyond --max-prune-share (an intended mass removal).
     #[arg(long, env = "GITWARDEN_ALLOW_MASS_PRUNE")]
     pub allow_mass_prune: bool,
+    /// After applying, wait at most this long for changed Deployments,
+    /// StatefulSets, DaemonSets and Jobs to be ready, and report them (0s: don't wait).
+    #[arg(long, env = "GITWARDEN_HEALTH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub health_timeout: std::time::Duration,
 }
 
 impl CommonArgs {

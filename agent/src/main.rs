@@ -1,9 +1,12 @@
-//! The `gitwarden-agent` binary: `sync` applies the git revision once, `diff`
-//! shows what a sync would do. The continuous loop (`run`: interval, hook,
-//! drift watching, leader election, /status) is not built yet.
+//! The `gitwarden-agent` binary: `run` keeps the cluster in sync with git,
+//! `sync` applies the revision once, `diff` shows what a sync would do, and
+//! `status` prints a running agent's status.
 
 mod cli;
 mod pipeline;
+mod run;
+mod server;
+mod status;
 
 use std::process::ExitCode;
 
@@ -11,7 +14,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use gitwarden_apply::{Action, Diff, RequestCounter};
 
-use crate::cli::{Cli, Command, CommonArgs, LogFormat, Output};
+use crate::cli::{Cli, Command, CommonArgs, LogFormat, Output, RunArgs};
 use crate::pipeline::{Pipeline, Synced};
 
 fn main() -> ExitCode {
@@ -41,6 +44,21 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("gitwarden-agent: sync failed: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Run(args) => match run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "gitwarden-agent stopped");
+                    eprintln!("gitwarden-agent: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Status { url } => match print_status(&url).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gitwarden-agent status: {e:#}");
                     ExitCode::from(2)
                 }
             },
@@ -74,8 +92,8 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter)> {
-    let config = match &args.kubeconfig {
+async fn kube_config(args: &CommonArgs) -> anyhow::Result<kube::Config> {
+    Ok(match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -84,7 +102,11 @@ async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter
         None => kube::Config::infer()
             .await
             .context("finding a Kubernetes configuration (in-cluster or $KUBECONFIG)")?,
-    };
+    })
+}
+
+async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter)> {
+    let config = kube_config(args).await?;
     let counter = RequestCounter::new();
     let client = counter
         .client(config)
@@ -95,6 +117,7 @@ async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter
         args.cache_dir.clone(),
         args.default_namespace.clone(),
         args.apply_config(),
+        args.health_timeout,
     )
     .await?;
     Ok((pipeline, counter))
@@ -110,6 +133,123 @@ async fn diff(args: &CommonArgs) -> anyhow::Result<(String, Diff)> {
     let result = pipeline.diff().await?;
     debug_assert_eq!(counter.writes(), 0, "diff must never write");
     Ok(result)
+}
+
+async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let (pipeline, _counter) = pipeline(&args.common).await?;
+    let client = kube::Client::try_from(kube_config(&args.common).await?)?;
+    let reporter = status::Reporter::new(args.common.repo.clone());
+    let trigger = Arc::new(tokio::sync::Notify::new());
+    let read = |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<Arc<[u8]>>> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|s| Arc::from(s.trim().as_bytes()))
+                    .with_context(|| format!("reading {}", p.display()))
+            })
+            .transpose()
+    };
+    let hook = server::HookAuth {
+        secret: read(&args.hook_secret_file)?,
+        token: read(&args.hook_token_file)?,
+    };
+    let app = server::router(server::ServerState {
+        reporter: reporter.clone(),
+        trigger: trigger.clone(),
+        hook,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /status, /healthz, /readyz, /metrics, /hook");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(run::shutdown_signal())
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    let settings = run::LoopSettings {
+        interval: args.interval,
+        jitter: args.jitter.clamp(0.0, 1.0),
+        drift_debounce: args.drift_debounce,
+    };
+    if args.leader_elect {
+        let lease = gitwarden_agent::leader::LeaseConfig {
+            lease_duration: args.lease_duration,
+            renew_deadline: args.lease_renew_deadline,
+            retry_period: args.lease_retry_period,
+            ..gitwarden_agent::leader::LeaseConfig::new(
+                &args.lease_namespace,
+                &args.lease_name,
+                gitwarden_agent::leader::LeaseConfig::default_identity(),
+            )
+        };
+        let watch_client = client.clone();
+        let loop_reporter = reporter.clone();
+        run::run_with_leader_election(client, lease, reporter, move |leading| {
+            run::sync_loop(
+                pipeline,
+                loop_reporter,
+                trigger,
+                settings,
+                watch_client,
+                leading,
+            )
+        })
+        .await
+    } else {
+        reporter.set_role("leader");
+        let (_leading_tx, leading) = tokio::sync::watch::channel(true);
+        tokio::select! {
+            () = run::sync_loop(pipeline, reporter, trigger, settings, client, leading) => {}
+            () = run::shutdown_signal() => tracing::info!("shutting down"),
+        }
+        Ok(())
+    }
+}
+
+async fn print_status(url: &str) -> anyhow::Result<()> {
+    let body = reqwest::get(format!("{}/status", url.trim_end_matches('/')))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let s: serde_json::Value = serde_json::from_str(&body)?;
+    let field = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+    println!("role:          {}", field("role"));
+    println!("source:        {}", field("source"));
+    println!("revision:      {}", field("revision"));
+    println!("signed by:     {}", field("verifiedSigner"));
+    println!("last attempt:  {}", field("lastAttempt"));
+    println!("last success:  {}", field("lastSuccess"));
+    println!("drift healed:  {}", s["driftHealed"]);
+    if let Some(report) = s.get("lastReport").filter(|r| !r.is_null()) {
+        let applied = report["applied"].as_array().map(Vec::len).unwrap_or(0);
+        println!(
+            "objects:       {applied} (pruned {}, writes {})",
+            report["pruned"].as_array().map(Vec::len).unwrap_or(0),
+            report["writeRequests"]
+        );
+        for o in report["applied"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["action"] != "unchanged")
+        {
+            println!(
+                "  {:<11} {}",
+                o["action"].as_str().unwrap_or("?"),
+                o["object"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    if let Some(error) = s["error"].as_str() {
+        println!("error:         {error}");
+    }
+    Ok(())
 }
 
 fn print_sync(synced: &Synced, output: Output) {
@@ -150,6 +290,12 @@ fn print_sync(synced: &Synced, output: Output) {
     }
     for p in &r.pruned {
         println!("  pruned     {p}");
+    }
+    for h in &synced.health {
+        println!(
+            "  health     {} {:?}: {}",
+            h.object, h.health.status, h.health.message
+        );
     }
     for k in &r.kept {
         println!("  kept       {} ({})", k.object, k.reason);

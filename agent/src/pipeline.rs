@@ -47,6 +47,18 @@ pub struct Pipeline {
     source: Arc<Mutex<Source>>,
     applier: Applier,
     default_namespace: String,
+    client: kube::Client,
+    health_timeout: std::time::Duration,
+}
+
+/// The readiness of one workload after the sync (kstatus rules).
+#[derive(Debug, serde::Serialize)]
+pub struct WorkloadHealth {
+    /// The object.
+    pub object: String,
+    /// `Current`, `InProgress`, `Failed`, … and why.
+    #[serde(flatten)]
+    pub health: gitwarden_agent::health::ObjectHealth,
 }
 
 /// A synced revision and its report.
@@ -60,6 +72,9 @@ pub struct Synced {
     pub signer: Option<String>,
     /// What the apply engine did.
     pub report: SyncReport,
+    /// Readiness of the workloads this sync created or changed, waited for at
+    /// most the health timeout (never blocking the next sync).
+    pub health: Vec<WorkloadHealth>,
 }
 
 impl Pipeline {
@@ -70,14 +85,22 @@ impl Pipeline {
         cache_dir: PathBuf,
         default_namespace: String,
         config: ApplyConfig,
+        health_timeout: std::time::Duration,
     ) -> Result<Self, PipelineError> {
         let source = tokio::task::spawn_blocking(move || Source::open(spec, &cache_dir)).await??;
         let discovery = Arc::new(Discovery::new(client.clone()).await?);
         Ok(Pipeline {
             source: Arc::new(Mutex::new(source)),
-            applier: Applier::new(client, discovery, config),
+            applier: Applier::new(client.clone(), discovery, config),
             default_namespace,
+            client,
+            health_timeout,
         })
+    }
+
+    /// The API discovery the applier uses (shared, refreshed per sync).
+    pub fn discovery(&self) -> Arc<gitwarden_apply::Discovery> {
+        self.applier.discovery().clone()
     }
 
     /// Fetches the revision (blocking git work off the async runtime).
@@ -134,6 +157,7 @@ impl Pipeline {
             .lock()
             .map(|s| s.spec().url.clone())
             .unwrap_or_default();
+        let health = self.workload_health(&set, &report).await;
         Ok(Synced {
             source: url,
             commit: revision.commit,
@@ -141,7 +165,58 @@ impl Pipeline {
                 .signer
                 .map(|s| format!("{} ({})", s.principal, s.key_fingerprint)),
             report,
+            health,
         })
+    }
+
+    /// Waits (bounded) for the workloads this sync created or changed to be
+    /// ready, and says which are not: an apply that the API server accepted
+    /// can still be a rollout that never becomes available.
+    async fn workload_health(&self, set: &ManifestSet, report: &SyncReport) -> Vec<WorkloadHealth> {
+        use gitwarden_agent::health::{HealthRef, wait_for_health};
+        const WORKLOADS: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "Job"];
+        if self.health_timeout.is_zero() {
+            return Vec::new();
+        }
+        let changed: std::collections::HashSet<_> = report
+            .applied
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.action,
+                    gitwarden_apply::Action::Created | gitwarden_apply::Action::Configured
+                )
+            })
+            .map(|o| o.object.clone())
+            .collect();
+        let refs: Vec<HealthRef> = set
+            .manifests
+            .iter()
+            .filter(|m| {
+                WORKLOADS.contains(&m.gvk.kind.as_str()) && changed.contains(&m.object_ref())
+            })
+            .filter_map(|m| {
+                let resolved = self.applier.discovery().resolve(&m.gvk)?;
+                Some(HealthRef::new(
+                    resolved.resource.clone(),
+                    m.namespace.as_deref(),
+                    &m.name,
+                ))
+            })
+            .collect();
+        if refs.is_empty() {
+            return Vec::new();
+        }
+        let results = wait_for_health(&self.client, &refs, self.health_timeout).await;
+        results
+            .into_iter()
+            .map(|(r, health)| {
+                if !health.status.is_settled() || health.status == gitwarden_agent::health::HealthStatus::Failed {
+                    tracing::warn!(object = %r, status = ?health.status, message = %health.message, "workload not ready");
+                }
+                WorkloadHealth { object: r.to_string(), health }
+            })
+            .collect()
     }
 
     /// What a sync would do, without writing.

@@ -173,3 +173,102 @@ pub fn actions(report: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A `gitwarden-agent run` process, killed when dropped.
+pub struct RunningAgent {
+    child: std::process::Child,
+    pub url: String,
+    log: PathBuf,
+}
+
+impl AgentSetup {
+    /// Starts `gitwarden-agent run` against this repository.
+    pub fn start_agent(&self, extra: &[&str]) -> RunningAgent {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = self.cache.path().join(format!("agent-{port}.log"));
+        let bin = gitwarden_tests::binaries::binary("gitwarden-agent").unwrap();
+        let child = Command::new(bin)
+            .arg("run")
+            .arg("--repo")
+            .arg(format!("file://{}", self.repo.path().display()))
+            .arg("--cache-dir")
+            .arg(self.cache.path().join(format!("cache-{port}")))
+            .arg("--kubeconfig")
+            .arg(&self.agent_kubeconfig)
+            .args([
+                "--inventory-namespace",
+                self.ns(),
+                "--default-namespace",
+                self.ns(),
+            ])
+            .args([
+                "--lease-namespace",
+                self.ns(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(["--drift-debounce", "200ms", "--health-timeout", "1s"])
+            .args(extra)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        RunningAgent {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+}
+
+impl RunningAgent {
+    pub async fn status(&self) -> Option<Value> {
+        reqwest::get(format!("{}/status", self.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    /// SIGKILL: the agent dies without releasing its lease.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- agent log ({}) ---\n{}", self.url, self.log());
+        }
+    }
+}
+
+/// Polls `probe` every 200 ms until it returns Some or `limit` passes.
+pub async fn wait_for<T, F, Fut>(limit: std::time::Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

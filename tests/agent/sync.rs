@@ -161,7 +161,9 @@ async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverte
     s.commit(&[("app/web.yaml", APP)], "first");
     s.sync();
     // What the webhook lets carol do and stamps (no webhook in this cluster).
-    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    // Long enough for the patch and one sync even on a loaded machine.
+    let window = 15;
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(window);
     let patch = format!(
         r#"{{"metadata":{{"annotations":{{"gitwarden.io/break-glass":"INC-9","gitwarden.io/break-glass-by":"carol","gitwarden.io/break-glass-at":"{}","gitwarden.io/break-glass-until":"{until}"}}}},"spec":{{"replicas":5}}}}"#,
         jiff::Timestamp::now()
@@ -186,7 +188,11 @@ async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverte
         "5"
     );
 
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let left = until
+        .duration_since(jiff::Timestamp::now())
+        .as_secs_f64()
+        .max(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(left + 1.0)).await;
     let reverted = s.sync();
     assert!(
         !actions(&reverted).contains(&(web, "breakGlass".to_string())),

@@ -1,0 +1,117 @@
+//! The agent's HTTP endpoints: /status, /healthz, /readyz, /metrics and the
+//! push notification /hook (HMAC `X-Hub-Signature-256` or a bearer token).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+use crate::status::Reporter;
+
+/// How /hook requests are authenticated.
+#[derive(Clone, Default)]
+pub struct HookAuth {
+    /// HMAC-SHA256 secret of `X-Hub-Signature-256` (GitHub, Gitea, GitLab's compatible mode).
+    pub secret: Option<Arc<[u8]>>,
+    /// A shared bearer token (`Authorization: Bearer …`).
+    pub token: Option<Arc<[u8]>>,
+}
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct ServerState {
+    /// Status and metrics.
+    pub reporter: Arc<Reporter>,
+    /// Wakes the sync loop.
+    pub trigger: Arc<Notify>,
+    /// Hook authentication.
+    pub hook: HookAuth,
+}
+
+/// The router.
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/hook", post(hook))
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+async fn status(State(s): State<ServerState>) -> Response {
+    axum::Json(s.reporter.status()).into_response()
+}
+
+/// Ready once the first sync succeeded, or while standing by for leadership.
+async fn readyz(State(s): State<ServerState>) -> Response {
+    let status = s.reporter.status();
+    let ready = status.role == "standby" || status.last_success.is_some();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(
+            serde_json::json!({ "ready": ready, "role": status.role, "error": status.error }),
+        ),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<ServerState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.reporter.registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn hook(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let by_signature = matches!((&s.hook.secret, signature), (Some(secret), Some(sig)) if gitwarden_source::verify_hub_signature(secret, &body, sig));
+    let by_token = matches!((&s.hook.token, bearer), (Some(token), Some(given)) if gitwarden_source::verify_shared_token(token, given));
+    if s.hook.secret.is_none() && s.hook.token.is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            "the push hook is disabled (no --hook-secret-file or --hook-token-file)",
+        )
+            .into_response();
+    }
+    if !(by_signature || by_token) {
+        tracing::warn!("rejected a push notification with a missing or wrong signature");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "bad or missing X-Hub-Signature-256 / bearer token",
+        )
+            .into_response();
+    }
+    tracing::info!("push notification: fetching now");
+    s.trigger.notify_one();
+    (StatusCode::ACCEPTED, "sync triggered").into_response()
+}

@@ -1,0 +1,194 @@
+//! What the agent reports at GET /status, in `gitwarden-agent status`, and as
+//! metrics: the source, the revision in force, the last attempt and success,
+//! per-object results, drift healed, and the last error.
+
+use std::sync::{Arc, RwLock};
+
+use gitwarden_apply::{Action, SyncReport};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+/// The agent's status document.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// `leader`, `standby` or `starting`.
+    pub role: String,
+    /// The git repository (never with credentials).
+    pub source: String,
+    /// The commit applied last (kept while git is unreachable).
+    pub revision: Option<String>,
+    /// Who signed it, when verification is on.
+    pub verified_signer: Option<String>,
+    /// When the last sync attempt started (RFC 3339).
+    pub last_attempt: Option<String>,
+    /// When the last sync succeeded (RFC 3339).
+    pub last_success: Option<String>,
+    /// The last sync's report (objects, pruned, writes).
+    pub last_report: Option<SyncReport>,
+    /// Objects re-applied because someone changed them outside git, since start.
+    pub drift_healed: u64,
+    /// The last error; cleared by the next success.
+    pub error: Option<String>,
+}
+
+/// Labels of the per-object outcome counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+/// Labels of the revision info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    revision: String,
+}
+
+/// Shared status plus metrics, updated by the sync loop.
+pub struct Reporter {
+    status: RwLock<Status>,
+    /// Sync duration.
+    sync_seconds: Histogram,
+    objects: Family<ActionLabels, Counter>,
+    pruned: Counter,
+    drift_healed: Counter,
+    failures: Counter,
+    last_success: Gauge,
+    revision: Family<RevisionLabels, Gauge>,
+    /// The registry rendered at /metrics.
+    pub registry: Registry,
+}
+
+impl Reporter {
+    /// A reporter with its metrics registered under `gitwarden_agent`.
+    pub fn new(source: String) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let r = Reporter {
+            status: RwLock::new(Status {
+                role: "starting".into(),
+                source,
+                ..Default::default()
+            }),
+            sync_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            objects: Family::default(),
+            pruned: Counter::default(),
+            drift_healed: Counter::default(),
+            failures: Counter::default(),
+            last_success: Gauge::default(),
+            revision: Family::default(),
+            registry: Registry::default(),
+        };
+        let sub = registry.sub_registry_with_prefix("gitwarden_agent");
+        sub.register(
+            "sync_duration_seconds",
+            "Time of a whole sync",
+            r.sync_seconds.clone(),
+        );
+        sub.register(
+            "objects",
+            "Objects by sync outcome (created, configured, unchanged, failed, break_glass)",
+            r.objects.clone(),
+        );
+        sub.register(
+            "pruned_objects",
+            "Objects deleted because they left git",
+            r.pruned.clone(),
+        );
+        sub.register(
+            "drift_healed",
+            "Objects re-applied after a change outside git",
+            r.drift_healed.clone(),
+        );
+        sub.register(
+            "sync_failures",
+            "Syncs that failed (git, manifests or cluster)",
+            r.failures.clone(),
+        );
+        sub.register(
+            "last_success_timestamp_seconds",
+            "When the last sync succeeded (Unix seconds)",
+            r.last_success.clone(),
+        );
+        sub.register(
+            "revision_info",
+            "The applied revision, as a label (value 1)",
+            r.revision.clone(),
+        );
+        Arc::new(Reporter { registry, ..r })
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Records this replica's role.
+    pub fn set_role(&self, role: &str) {
+        self.update(|s| s.role = role.to_string());
+    }
+
+    /// Records the start of an attempt.
+    pub fn attempt(&self) {
+        self.update(|s| s.last_attempt = Some(jiff::Timestamp::now().to_string()));
+    }
+
+    /// Records a successful sync. `drift` says whether the sync was triggered
+    /// by a change in the cluster rather than in git: then every re-applied
+    /// object was drift.
+    pub fn success(&self, commit: &str, signer: Option<String>, report: SyncReport, drift: bool) {
+        self.sync_seconds.observe(report.duration.as_secs_f64());
+        let mut healed = 0;
+        for o in &report.applied {
+            let label = match &o.action {
+                Action::Created => "created",
+                Action::Configured => "configured",
+                Action::Unchanged => "unchanged",
+                Action::Failed(_) => "failed",
+                Action::BreakGlass(_) => "break_glass",
+            };
+            self.objects
+                .get_or_create(&ActionLabels { action: label })
+                .inc();
+            if drift && matches!(o.action, Action::Configured | Action::Created) {
+                healed += 1;
+                tracing::warn!(object = %o.object, "drift healed: changed outside git, re-applied from git");
+            }
+        }
+        self.pruned.inc_by(report.pruned.len() as u64);
+        self.drift_healed.inc_by(healed);
+        let now = jiff::Timestamp::now();
+        self.last_success.set(now.as_second());
+        self.revision.clear();
+        self.revision
+            .get_or_create(&RevisionLabels {
+                revision: commit.to_string(),
+            })
+            .set(1);
+        self.update(|s| {
+            s.revision = Some(commit.to_string());
+            s.verified_signer = signer;
+            s.last_success = Some(now.to_string());
+            s.last_report = Some(report);
+            s.drift_healed += healed;
+            s.error = None;
+        });
+    }
+
+    /// Records a failed sync; the applied revision stays as it was.
+    pub fn failure(&self, error: String) {
+        self.failures.inc();
+        self.update(|s| s.error = Some(error));
+    }
+}

@@ -1,0 +1,147 @@
+//! `gitwarden-agent run`: drift healed, pushes applied, one leader at a time.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{AgentSetup, wait_for};
+
+const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n";
+
+async fn synced(agent: &crate::common::RunningAgent, commit: &str) -> bool {
+    wait_for(Duration::from_secs(30), || async {
+        let status = agent.status().await?;
+        (status["revision"] == commit && status["lastSuccess"].is_string()).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
+    let s = AgentSetup::new("run-drift").await;
+    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    assert!(
+        synced(&agent, &commit).await,
+        "first sync did not finish:\n{}",
+        agent.log()
+    );
+    s.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"hand-made"}}"#,
+    ])
+    .expect_success();
+    let started = Instant::now();
+    let healed = wait_for(Duration::from_secs(20), || async {
+        let value = s.kubectl(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.greeting}",
+        ]);
+        (value.stdout == "hello").then_some(())
+    })
+    .await;
+    assert!(
+        healed.is_some(),
+        "drift was not healed within 20s:\n{}",
+        agent.log()
+    );
+    eprintln!("drift healed {:?} after the change", started.elapsed());
+    let status = agent.status().await.unwrap();
+    assert!(status["driftHealed"].as_u64().unwrap() >= 1, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_commit_is_applied_within_seconds_of_post_hook() {
+    let s = AgentSetup::new("run-hook").await;
+    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "push-secret\n").unwrap();
+    let agent = s.start_agent(&[
+        "--interval",
+        "1h",
+        "--leader-elect=false",
+        "--hook-token-file",
+        token.path().to_str().unwrap(),
+    ]);
+    assert!(synced(&agent, &commit).await, "{}", agent.log());
+    let next = s.commit(
+        &[("app/settings.yaml", &APP.replace("hello", "pushed"))],
+        "second",
+    );
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(format!("{}/hook", agent.url))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let accepted = client
+        .post(format!("{}/hook", agent.url))
+        .bearer_auth("push-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    assert!(
+        synced(&agent, &next).await,
+        "the pushed commit was not applied:\n{}",
+        agent.log()
+    );
+    let value = s.kubectl(&[
+        "get",
+        "configmap",
+        "settings",
+        "-o",
+        "jsonpath={.data.greeting}",
+    ]);
+    assert_eq!(value.expect_success(), "pushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
+    let s = AgentSetup::new("run-leader").await;
+    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let lease = [
+        "--interval",
+        "1h",
+        "--lease-duration",
+        "3s",
+        "--lease-renew-deadline",
+        "2s",
+        "--lease-retry-period",
+        "300ms",
+    ];
+    let mut first = s.start_agent(&lease);
+    assert!(synced(&first, &commit).await, "{}", first.log());
+    let second = s.start_agent(&lease);
+    let standby = wait_for(Duration::from_secs(10), || async {
+        (second.status().await?["role"] == "standby").then_some(())
+    })
+    .await;
+    assert!(
+        standby.is_some(),
+        "the second agent did not stand by:\n{}",
+        second.log()
+    );
+    assert!(
+        second.status().await.unwrap()["lastAttempt"].is_null(),
+        "a standby must never sync"
+    );
+    first.kill();
+    let took_over = wait_for(Duration::from_secs(20), || async {
+        (second.status().await?["role"] == "leader").then_some(())
+    })
+    .await;
+    assert!(
+        took_over.is_some(),
+        "the standby did not take over:\n{}",
+        second.log()
+    );
+    assert!(synced(&second, &commit).await, "{}", second.log());
+}
