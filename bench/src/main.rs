@@ -2,7 +2,9 @@
 //! the same run (these machines are shared and noisy: ratios, not absolutes).
 //!
 //!     scripts/bench webhook     # see BENCHMARKS.md
+//!     scripts/bench agent
 
+mod agent;
 mod floor;
 mod load;
 mod proc_stats;
@@ -23,6 +25,8 @@ enum Command {
     /// /validate over TLS: allow path, deny path (durable audit), a realistic mix,
     /// and a bare rustls+axum endpoint answering a fixed allow as the floor.
     Webhook(webhook::Options),
+    /// The agent: first sync of N objects vs kubectl apply --server-side, and a no-op resync.
+    Agent(agent::Options),
     /// Internal: the floor server (a bare rustls+axum endpoint).
     #[command(hide = true)]
     Floor(floor::Options),
@@ -37,5 +41,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Webhook(opts) => runtime.block_on(webhook::run(opts)),
         Command::Floor(opts) => runtime.block_on(floor::serve(opts)),
+        Command::Agent(opts) => agent::run_bench(opts),
     }
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use gitwarden_tests::wait_for;
 use gitwarden_tests::webhook::apply;
 use gitwarden_tests::{Identity, TestCluster, TestNamespace};
 use serde_json::Value;
@@ -252,23 +253,5 @@ impl Drop for RunningAgent {
         if std::thread::panicking() {
             eprintln!("--- agent log ({}) ---\n{}", self.url, self.log());
         }
-    }
-}
-
-/// Polls `probe` every 200 ms until it returns Some or `limit` passes.
-pub async fn wait_for<T, F, Fut>(limit: std::time::Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::{Json, Router, extract::State, routing::post};
 use base64::Engine as _;
-use gitwarden_tests::{Identity, TestCluster};
+use gitwarden_tests::{Identity, TestCluster, wait_for};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Namespace;
@@ -320,22 +320,4 @@ async fn an_admission_webhook_at_a_loopback_url_is_called_with_real_identities()
         .await
         .unwrap();
     handle.shutdown();
-}
-
-/// Polls `probe` every 200 ms until it returns Some or `limit` passes.
-async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -11,8 +11,10 @@ pub mod binaries;
 pub mod cluster;
 pub mod kubectl;
 pub mod namespace;
+pub mod wait;
 pub mod webhook;
 
 pub use cluster::{Identity, TestCluster};
 pub use kubectl::KubectlOutput;
 pub use namespace::TestNamespace;
+pub use wait::wait_for;

@@ -1,7 +1,6 @@
 //! What every webhook test starts from.
 
-use std::time::Duration;
-
+pub use gitwarden_tests::wait_for;
 use gitwarden_tests::webhook::{EXCLUSIVE, WebhookFixture, apply};
 use gitwarden_tests::{Identity, KubectlOutput, TestCluster, TestNamespace};
 use serde_json::Value;
@@ -108,22 +107,4 @@ pub fn audit_id(message: &str) -> Option<String> {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect(),
     )
-}
-
-/// Polls `probe` every 200 ms until it returns Some or `limit` passes.
-pub async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
