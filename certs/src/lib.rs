@@ -26,13 +26,12 @@ pub enum CertError {
         source: rcgen::Error,
     },
     /// A DNS name is not a valid subject alternative name.
-    #[error("invalid DNS name {name:?} for a serving certificate: {source}")]
+    #[error("invalid DNS name {name:?} for a serving certificate: {why}")]
     InvalidDnsName {
         /// The rejected name.
         name: String,
-        /// The underlying rcgen error.
-        #[source]
-        source: rcgen::Error,
+        /// What is wrong with it.
+        why: String,
     },
     /// The validity period does not fit the certificate time range.
     #[error("validity of {0:?} is out of range")]
@@ -147,12 +146,14 @@ impl CertificateAuthority {
         );
         params.distinguished_name = dn;
         for name in dns_names {
+            let invalid = |why: String| CertError::InvalidDnsName {
+                name: (*name).to_string(),
+                why,
+            };
+            check_dns_name(name).map_err(invalid)?;
             let san = (*name)
                 .try_into()
-                .map_err(|source| CertError::InvalidDnsName {
-                    name: (*name).to_string(),
-                    source,
-                })?;
+                .map_err(|e: rcgen::Error| invalid(e.to_string()))?;
             params.subject_alt_names.push(SanType::DnsName(san));
         }
         params
@@ -179,6 +180,30 @@ impl CertificateAuthority {
             not_after: expiry,
         })
     }
+}
+
+/// Checks a DNS name as a TLS client will (RFC 1123 labels, an optional
+/// leading `*.` wildcard): rcgen accepts any IA5 string, and a certificate for
+/// a misspelt name only fails later, inside the API server's webhook call.
+fn check_dns_name(name: &str) -> Result<(), String> {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    if host.is_empty() || name.len() > 253 {
+        return Err("must be 1 to 253 characters".into());
+    }
+    for label in host.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} must be 1 to 63 characters"));
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!(
+                "label {label:?} may contain only letters, digits and '-'"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} must not start or end with '-'"));
+        }
+    }
+    Ok(())
 }
 
 /// The validity window of a PEM certificate (the first one in the text).
