@@ -14,7 +14,7 @@ use crate::proc_stats::rss_mib;
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Object counts to measure.
-    #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 5000])]
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000])]
     objects: Vec<usize>,
     /// The gitwarden-agent binary (default: next to this one; build with --release).
     #[arg(long)]
