@@ -48,6 +48,13 @@ pub async fn sync_loop(
     let mut watched: BTreeSet<String> = BTreeSet::new();
     let mut watchers = tokio::task::JoinSet::new();
     let mut drift_triggered = false;
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "gitwarden-agent".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
     loop {
         if !*leading.borrow() {
             return;
@@ -57,6 +64,9 @@ pub async fn sync_loop(
             Ok(synced) => {
                 backoff.reset();
                 let kinds = managed_kinds(&synced.report);
+                if drift_triggered {
+                    record_drift_events(&recorder, &synced).await;
+                }
                 reporter.success(
                     &synced.commit,
                     synced.signer.clone(),
@@ -97,6 +107,44 @@ pub async fn sync_loop(
                 drift_triggered = true;
             }
             _ = leading.changed() => {}
+        }
+    }
+}
+
+/// Puts a Warning Event on every object a drift-triggered sync re-applied, so
+/// `kubectl describe` shows that someone changed it outside git and that
+/// gitwarden put it back.
+async fn record_drift_events(
+    recorder: &kube::runtime::events::Recorder,
+    synced: &crate::pipeline::Synced,
+) {
+    use gitwarden_apply::Action;
+    use kube::runtime::events::{Event, EventType};
+    for o in synced
+        .report
+        .applied
+        .iter()
+        .filter(|o| matches!(o.action, Action::Configured | Action::Created))
+    {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(o.object.api_version()),
+            kind: Some(o.object.kind.clone()),
+            namespace: o.object.namespace.clone(),
+            name: Some(o.object.name.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "DriftHealed".into(),
+            note: Some(format!(
+                "changed outside git; re-applied from git revision {}",
+                synced.commit
+            )),
+            action: "Reapply".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(object = %o.object, error = %e, "could not record the drift Event");
         }
     }
 }

@@ -53,6 +53,23 @@ async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
     eprintln!("drift healed {:?} after the change", started.elapsed());
     let status = agent.status().await.unwrap();
     assert!(status["driftHealed"].as_u64().unwrap() >= 1, "{status}");
+    let event = wait_for(Duration::from_secs(10), || async {
+        let out = s.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=DriftHealed",
+            "-o",
+            "jsonpath={.items[*].involvedObject.name}",
+        ]);
+        out.stdout.contains("settings").then_some(())
+    })
+    .await;
+    assert!(
+        event.is_some(),
+        "no DriftHealed Event on the ConfigMap:\n{}",
+        agent.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
