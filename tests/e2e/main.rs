@@ -3,4 +3,5 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod deploy;
 mod harness;
