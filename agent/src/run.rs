@@ -45,7 +45,7 @@ pub async fn sync_loop(
         settings.interval.max(Duration::from_secs(2)),
     );
     let drift = Arc::new(Notify::new());
-    let mut watched: BTreeSet<String> = BTreeSet::new();
+    let mut watched: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut watchers = tokio::task::JoinSet::new();
     let mut drift_triggered = false;
     let recorder = kube::runtime::events::Recorder::new(
@@ -75,10 +75,9 @@ pub async fn sync_loop(
                 );
                 if kinds != watched {
                     watchers.abort_all();
-                    for kind in &kinds {
-                        if let Some(gvk) = parse_gvk(kind)
-                            && let Some(resolved) = pipeline.discovery().resolve(&gvk)
-                        {
+                    for (group, version, kind) in &kinds {
+                        let gvk = GroupVersionKind::gvk(group, version, kind);
+                        if let Some(resolved) = pipeline.discovery().resolve(&gvk) {
                             watchers.spawn(watch_drift(
                                 client.clone(),
                                 resolved.resource.clone(),
@@ -149,22 +148,19 @@ async fn record_drift_events(
     }
 }
 
-/// The kinds of the objects gitwarden manages, as `group/version/kind`.
-fn managed_kinds(report: &gitwarden_apply::SyncReport) -> BTreeSet<String> {
+/// The kinds of the objects gitwarden manages: (group, version, kind).
+fn managed_kinds(report: &gitwarden_apply::SyncReport) -> BTreeSet<(String, String, String)> {
     report
         .applied
         .iter()
-        .map(|o| format!("{}/{}/{}", o.object.group, o.object.version, o.object.kind))
+        .map(|o| {
+            (
+                o.object.group.clone(),
+                o.object.version.clone(),
+                o.object.kind.clone(),
+            )
+        })
         .collect()
-}
-
-fn parse_gvk(s: &str) -> Option<GroupVersionKind> {
-    let mut parts = s.splitn(3, '/');
-    Some(GroupVersionKind::gvk(
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    ))
 }
 
 /// Watches one kind's managed objects (label `app.kubernetes.io/managed-by=gitwarden`)

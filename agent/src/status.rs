@@ -67,59 +67,64 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter with its metrics registered under `gitwarden_agent`.
     pub fn new(source: String) -> Arc<Self> {
+        let sync_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        let objects = Family::<ActionLabels, Counter>::default();
+        let (pruned, drift_healed, failures) =
+            (Counter::default(), Counter::default(), Counter::default());
+        let last_success = Gauge::default();
+        let revision = Family::<RevisionLabels, Gauge>::default();
         let mut registry = Registry::default();
-        let r = Reporter {
+        let sub = registry.sub_registry_with_prefix("gitwarden_agent");
+        sub.register(
+            "sync_duration_seconds",
+            "Time of a whole sync",
+            sync_seconds.clone(),
+        );
+        sub.register(
+            "objects",
+            "Objects by sync outcome (created, configured, unchanged, failed, break_glass)",
+            objects.clone(),
+        );
+        sub.register(
+            "pruned_objects",
+            "Objects deleted because they left git",
+            pruned.clone(),
+        );
+        sub.register(
+            "drift_healed",
+            "Objects re-applied after a change outside git",
+            drift_healed.clone(),
+        );
+        sub.register(
+            "sync_failures",
+            "Syncs that failed (git, manifests or cluster)",
+            failures.clone(),
+        );
+        sub.register(
+            "last_success_timestamp_seconds",
+            "When the last sync succeeded (Unix seconds)",
+            last_success.clone(),
+        );
+        sub.register(
+            "revision_info",
+            "The applied revision, as a label (value 1)",
+            revision.clone(),
+        );
+        Arc::new(Reporter {
             status: RwLock::new(Status {
                 role: "starting".into(),
                 source,
                 ..Default::default()
             }),
-            sync_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
-            objects: Family::default(),
-            pruned: Counter::default(),
-            drift_healed: Counter::default(),
-            failures: Counter::default(),
-            last_success: Gauge::default(),
-            revision: Family::default(),
-            registry: Registry::default(),
-        };
-        let sub = registry.sub_registry_with_prefix("gitwarden_agent");
-        sub.register(
-            "sync_duration_seconds",
-            "Time of a whole sync",
-            r.sync_seconds.clone(),
-        );
-        sub.register(
-            "objects",
-            "Objects by sync outcome (created, configured, unchanged, failed, break_glass)",
-            r.objects.clone(),
-        );
-        sub.register(
-            "pruned_objects",
-            "Objects deleted because they left git",
-            r.pruned.clone(),
-        );
-        sub.register(
-            "drift_healed",
-            "Objects re-applied after a change outside git",
-            r.drift_healed.clone(),
-        );
-        sub.register(
-            "sync_failures",
-            "Syncs that failed (git, manifests or cluster)",
-            r.failures.clone(),
-        );
-        sub.register(
-            "last_success_timestamp_seconds",
-            "When the last sync succeeded (Unix seconds)",
-            r.last_success.clone(),
-        );
-        sub.register(
-            "revision_info",
-            "The applied revision, as a label (value 1)",
-            r.revision.clone(),
-        );
-        Arc::new(Reporter { registry, ..r })
+            sync_seconds,
+            objects,
+            pruned,
+            drift_healed,
+            failures,
+            last_success,
+            revision,
+            registry,
+        })
     }
 
     /// A copy of the status.

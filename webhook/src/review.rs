@@ -245,8 +245,6 @@ fn audit_event(request: &AdmissionRequest<DynamicObject>, decision: &Decision) -
             .as_ref()
             .and_then(|o| o.metadata.generate_name.clone());
     }
-    event.subresource = event.subresource.filter(|s| !s.is_empty());
-    event.namespace = event.namespace.filter(|n| !n.is_empty());
     if let Some(grant) = &decision.break_glass {
         event.break_glass_reason = Some(grant.reason.clone());
         event.break_glass_until = Some(grant.until);
