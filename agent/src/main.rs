@@ -1,8 +1,10 @@
 //! The `gitwarden-agent` binary: `run` keeps the cluster in sync with git,
 //! `sync` applies the revision once, `diff` shows what a sync would do, and
-//! `status` prints a running agent's status.
+//! `status` prints a running agent's status; `doctor` reports who can still
+//! bypass git.
 
 mod cli;
+mod doctor;
 mod pipeline;
 mod run;
 mod server;
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Command::Doctor(args) => doctor::run(&args).await,
             Command::Diff(args) => match diff(&args).await {
                 Ok((commit, d)) => {
                     print_diff(&commit, &d);
@@ -93,7 +96,16 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn kube_config(args: &CommonArgs) -> anyhow::Result<kube::Config> {
-    Ok(match &args.kubeconfig {
+    kube_config_from(args.kubeconfig.as_deref()).await
+}
+
+/// The client configuration every subcommand uses: the kubeconfig at `path`
+/// when one is given (outside the cluster: demo, tests, an admin's laptop),
+/// otherwise `$KUBECONFIG` or the pod's service account.
+pub(crate) async fn kube_config_from(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<kube::Config> {
+    Ok(match path {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -226,6 +238,14 @@ async fn print_status(url: &str) -> anyhow::Result<()> {
     println!("last attempt:  {}", field("lastAttempt"));
     println!("last success:  {}", field("lastSuccess"));
     println!("drift healed:  {}", s["driftHealed"]);
+    println!(
+        "break-glass:   {} held, {} reverted, {} deleted since start",
+        s["lastReport"]["breakGlass"]["held"]
+            .as_array()
+            .map_or(0, Vec::len),
+        s["breakGlassReverted"],
+        s["breakGlassDeleted"]
+    );
     if let Some(report) = s.get("lastReport").filter(|r| !r.is_null()) {
         let applied = report["applied"].as_array().map(Vec::len).unwrap_or(0);
         println!(
@@ -298,6 +318,22 @@ fn print_sync(synced: &Synced, output: Output) {
         );
     }
     for k in &r.kept {
+        println!("  kept       {} ({})", k.object, k.reason);
+    }
+    let bg = &r.break_glass;
+    for h in bg.held.iter().filter(|h| !h.in_git) {
+        println!(
+            "  held       {} (break-glass, not in git, until {})",
+            h.object, h.until
+        );
+    }
+    for o in &bg.reverted {
+        println!("  reverted   {o} (break-glass window closed)");
+    }
+    for o in &bg.deleted {
+        println!("  deleted    {o} (created under break-glass, not in git, window closed)");
+    }
+    for k in &bg.kept {
         println!("  kept       {} ({})", k.object, k.reason);
     }
     if let Some(why) = &r.prune_refused {

@@ -33,6 +33,11 @@ pub struct Status {
     pub last_report: Option<SyncReport>,
     /// Objects re-applied because someone changed them outside git, since start.
     pub drift_healed: u64,
+    /// Objects reverted to git after their break-glass window closed, since start.
+    pub break_glass_reverted: u64,
+    /// Objects created under break-glass, not in git, deleted after their
+    /// window closed, since start.
+    pub break_glass_deleted: u64,
     /// The last error; cleared by the next success.
     pub error: Option<String>,
 }
@@ -57,6 +62,9 @@ pub struct Reporter {
     objects: Family<ActionLabels, Counter>,
     pruned: Counter,
     drift_healed: Counter,
+    break_glass_held: Gauge,
+    break_glass_reverted: Counter,
+    break_glass_deleted: Counter,
     failures: Counter,
     last_success: Gauge,
     revision: Family<RevisionLabels, Gauge>,
@@ -72,6 +80,8 @@ impl Reporter {
         let (pruned, drift_healed, failures) =
             (Counter::default(), Counter::default(), Counter::default());
         let last_success = Gauge::default();
+        let break_glass_held = Gauge::default();
+        let (break_glass_reverted, break_glass_deleted) = (Counter::default(), Counter::default());
         let revision = Family::<RevisionLabels, Gauge>::default();
         let mut registry = Registry::default();
         let sub = registry.sub_registry_with_prefix("gitwarden_agent");
@@ -94,6 +104,21 @@ impl Reporter {
             "drift_healed",
             "Objects re-applied after a change outside git",
             drift_healed.clone(),
+        );
+        sub.register(
+            "break_glass_held",
+            "Objects under an open break-glass window at the last sync",
+            break_glass_held.clone(),
+        );
+        sub.register(
+            "break_glass_reverted",
+            "Objects reverted to git after their break-glass window closed",
+            break_glass_reverted.clone(),
+        );
+        sub.register(
+            "break_glass_deleted",
+            "Objects created under break-glass and not in git, deleted after their window closed",
+            break_glass_deleted.clone(),
         );
         sub.register(
             "sync_failures",
@@ -120,6 +145,9 @@ impl Reporter {
             objects,
             pruned,
             drift_healed,
+            break_glass_held,
+            break_glass_reverted,
+            break_glass_deleted,
             failures,
             last_success,
             revision,
@@ -149,7 +177,9 @@ impl Reporter {
         self.update(|s| s.last_attempt = Some(jiff::Timestamp::now().to_string()));
     }
 
-    /// Records a successful sync. `drift` says whether the sync was triggered
+    /// Records a sync that ran to the end. A sync with failed objects, a
+    /// refused prune or a failed delete counts as a failure: `error` names
+    /// them and `lastSuccess` stays. `drift` says whether the sync was triggered
     /// by a change in the cluster rather than in git: then every re-applied
     /// object was drift.
     pub fn success(&self, commit: &str, signer: Option<String>, report: SyncReport, drift: bool) {
@@ -166,15 +196,28 @@ impl Reporter {
             self.objects
                 .get_or_create(&ActionLabels { action: label })
                 .inc();
-            if drift && matches!(o.action, Action::Configured | Action::Created) {
+            let reverted = report.break_glass.reverted.contains(&o.object);
+            if drift && !reverted && matches!(o.action, Action::Configured | Action::Created) {
                 healed += 1;
                 tracing::warn!(object = %o.object, "drift healed: changed outside git, re-applied from git");
             }
         }
         self.pruned.inc_by(report.pruned.len() as u64);
         self.drift_healed.inc_by(healed);
+        let bg = &report.break_glass;
+        let (reverted, deleted) = (bg.reverted.len() as u64, bg.deleted.len() as u64);
+        self.break_glass_held
+            .set(i64::try_from(bg.held.len()).unwrap_or(i64::MAX));
+        self.break_glass_reverted.inc_by(reverted);
+        self.break_glass_deleted.inc_by(deleted);
+        let problems = report.problems();
+        if problems.is_some() {
+            self.failures.inc();
+        }
         let now = jiff::Timestamp::now();
-        self.last_success.set(now.as_second());
+        if problems.is_none() {
+            self.last_success.set(now.as_second());
+        }
         self.revision.clear();
         self.revision
             .get_or_create(&RevisionLabels {
@@ -184,10 +227,14 @@ impl Reporter {
         self.update(|s| {
             s.revision = Some(commit.to_string());
             s.verified_signer = signer;
-            s.last_success = Some(now.to_string());
+            if problems.is_none() {
+                s.last_success = Some(now.to_string());
+            }
             s.last_report = Some(report);
             s.drift_healed += healed;
-            s.error = None;
+            s.break_glass_reverted += reverted;
+            s.break_glass_deleted += deleted;
+            s.error = problems.map(|p| format!("sync incomplete: {p}"));
         });
     }
 

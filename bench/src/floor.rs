@@ -32,7 +32,12 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
             )
         }),
     );
-    axum_server::bind_rustls(opts.listen, tls)
+    // TCP_NODELAY like gitwarden-webhook, so that the two differ only in
+    // what they do per request.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(opts.listen)
+        .acceptor(acceptor)
         .serve(app.into_make_service())
         .await?;
     Ok(())

@@ -3,9 +3,18 @@
 //!
 //!     scripts/bench webhook     # see BENCHMARKS.md
 //!     scripts/bench agent
+//!     scripts/bench fault
+//!     scripts/bench e2e
+//!     scripts/bench drift
+//!     scripts/bench git
 
 mod agent;
+mod drift;
+mod e2e;
+mod fault;
 mod floor;
+mod git;
+mod latency;
 mod load;
 mod proc_stats;
 mod webhook;
@@ -27,6 +36,16 @@ enum Command {
     Webhook(webhook::Options),
     /// The agent: first sync of N objects vs kubectl apply --server-side, and a no-op resync.
     Agent(agent::Options),
+    /// Writes through the real API server: no admission vs gitwarden's webhook vs an
+    /// equivalent ValidatingAdmissionPolicy; agent, exempt operator, denied human.
+    E2e(e2e::Options),
+    /// Drift-heal latency of `gitwarden-agent run`, against the watch round trip.
+    Drift(drift::Options),
+    /// Incremental fetch and first clone: the agent's gix source vs the git program.
+    Git(git::Options),
+    /// 20,000 denials with a kill -9 of the webhook in the middle: every denial a
+    /// client saw has its audit record, and the hash chain verifies.
+    Fault(fault::Options),
     /// Internal: the floor server (a bare rustls+axum endpoint).
     #[command(hide = true)]
     Floor(floor::Options),
@@ -41,6 +60,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Webhook(opts) => runtime.block_on(webhook::run(opts)),
         Command::Floor(opts) => runtime.block_on(floor::serve(opts)),
+        Command::Fault(opts) => runtime.block_on(fault::run(opts)),
         Command::Agent(opts) => agent::run_bench(opts),
+        Command::E2e(opts) => runtime.block_on(e2e::run(opts)),
+        Command::Drift(opts) => runtime.block_on(drift::run(opts)),
+        Command::Git(opts) => git::run_bench(opts),
     }
 }

@@ -4,6 +4,20 @@
 //! bundle registered in the webhook configuration. This crate generates that CA
 //! and the serving certificates it signs, with rcgen on the same aws-lc-rs
 //! crypto provider the rest of gitwarden uses, so no OpenSSL is ever needed.
+//!
+//! The pure parts (reading certificates, the CA bundle, deciding what needs
+//! renewal) are in [`inspect`], [`bundle`], [`verify`] and [`rotation`]; the
+//! only module that talks to the API server is [`cluster`], which keeps the
+//! webhook's Secrets and the webhook configurations' `caBundle` current.
+//! `gitwarden-agent doctor` reads and verifies what the webhook serves with
+//! the same [`inspect`] and [`verify`], so the tool that writes certificates
+//! and the one that audits them cannot disagree about one.
+
+pub mod bundle;
+pub mod cluster;
+pub mod inspect;
+pub mod rotation;
+pub mod verify;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -36,13 +50,15 @@ pub enum CertError {
     /// The validity period does not fit the certificate time range.
     #[error("validity of {0:?} is out of range")]
     Validity(Duration),
+    /// A stored CA certificate or key could not be loaded.
+    #[error("loading the CA: {0}")]
+    Load(String),
 }
 
 /// A certificate authority that exists only to sign webhook serving certificates.
 /// Its certificate is what goes into a webhook configuration's `caBundle`.
 pub struct CertificateAuthority {
-    params: CertificateParams,
-    key: KeyPair,
+    issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     not_after: SystemTime,
 }
@@ -104,10 +120,37 @@ impl CertificateAuthority {
                 source,
             })?;
         Ok(Self {
-            params,
-            key,
+            issuer: Issuer::new(params, key),
             cert_pem: cert.pem(),
             not_after: expiry,
+        })
+    }
+
+    /// Loads a CA stored earlier (its certificate and private key, PEM), so
+    /// that a rotation signs new serving certificates with the CA the webhook
+    /// configurations already trust. Refuses a key that does not belong to
+    /// the certificate: signing with it would produce certificates nobody trusts.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let key = KeyPair::from_pem(key_pem)
+            .map_err(|e| CertError::Load(format!("the CA key is not a PEM private key: {e}")))?;
+        let info = inspect::CertInfo::from_pem(cert_pem)
+            .map_err(|e| CertError::Load(format!("the CA certificate: {e}")))?;
+        if !info.is_ca {
+            return Err(CertError::Load(
+                "the CA certificate is not a CA (basicConstraints)".into(),
+            ));
+        }
+        if info.public_key != rcgen::PublicKeyData::der_bytes(&key) {
+            return Err(CertError::Load(
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
+            .map_err(|e| CertError::Load(format!("the CA certificate: {e}")))?;
+        Ok(Self {
+            issuer,
+            cert_pem: info.pem.clone(),
+            not_after: info.validity.not_after,
         })
     }
 
@@ -118,7 +161,7 @@ impl CertificateAuthority {
 
     /// The CA's private key, PEM, for storing it so that later rotations keep the same CA.
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        self.issuer.key().serialize_pem()
     }
 
     /// When the CA itself expires.
@@ -167,9 +210,8 @@ impl CertificateAuthority {
         let (not_before, not_after, expiry) = validity_window(validity)?;
         params.not_before = not_before;
         params.not_after = not_after;
-        let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params
-            .signed_by(&key, &issuer)
+            .signed_by(&key, &self.issuer)
             .map_err(|source| CertError::Generate {
                 what: "serving certificate",
                 source,
@@ -224,25 +266,10 @@ impl Validity {
 }
 
 /// Reads the validity window of the first certificate in a PEM text, so the
-/// webhook and `doctor` can report expiry before the API server does.
+/// webhook can report expiry before the API server does. The same reading as
+/// [`inspect::CertInfo::from_pem`], narrowed to what the webhook needs.
 pub fn pem_validity(pem: &str) -> Result<Validity, InspectError> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| InspectError(format!("not PEM: {e}")))?;
-    let cert = block
-        .parse_x509()
-        .map_err(|e| InspectError(format!("not an X.509 certificate: {e}")))?;
-    let to_system = |t: x509_parser::time::ASN1Time| {
-        let secs = t.timestamp();
-        if secs >= 0 {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-        } else {
-            SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-        }
-    };
-    Ok(Validity {
-        not_before: to_system(cert.validity().not_before),
-        not_after: to_system(cert.validity().not_after),
-    })
+    inspect::CertInfo::from_pem(pem).map(|info| info.validity)
 }
 
 /// A PEM text that could not be read as a certificate.
@@ -281,6 +308,39 @@ mod tests {
         let validity = pem_validity(&cert.cert_pem).unwrap();
         assert!(validity.contains(SystemTime::now()));
         assert!(!validity.contains(SystemTime::now() + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_stored_ca_loads_and_signs_certificates_it_verifies() {
+        let ca = CertificateAuthority::generate("stored-ca", Duration::from_secs(3600)).unwrap();
+        let loaded = CertificateAuthority::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
+        let serving = loaded
+            .issue_serving_cert(&["a.example"], &[], Duration::from_secs(600))
+            .unwrap();
+        let trusted = [inspect::CertInfo::from_pem(ca.cert_pem()).unwrap()];
+        let info = inspect::CertInfo::from_pem(&serving.cert_pem).unwrap();
+        verify::serves_for(
+            &info,
+            &trusted,
+            &["a.example".into()],
+            &[],
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.not_after(),
+            pem_validity(ca.cert_pem()).unwrap().not_after
+        );
+    }
+
+    #[test]
+    fn a_stored_ca_with_a_foreign_key_is_refused() {
+        let ca = CertificateAuthority::generate("stored-ca", Duration::from_secs(3600)).unwrap();
+        let other = CertificateAuthority::generate("other", Duration::from_secs(3600)).unwrap();
+        let err = CertificateAuthority::from_pem(ca.cert_pem(), &other.key_pem())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("does not belong"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,29 @@ pub const BREAK_GLASS_AT: &str = "gitwarden.io/break-glass-at";
 /// closes (RFC 3339). After it the agent reverts the object to git.
 pub const BREAK_GLASS_UNTIL: &str = "gitwarden.io/break-glass-until";
 
+/// Label the mutating webhook puts on every object created or changed under a
+/// break-glass window, next to the `-by`/`-at`/`-until` stamps.
+///
+/// Annotations cannot be selected on, labels can: with this label the agent
+/// finds, with one label-selected list per kind, the objects a human created
+/// under break-glass that git does not contain, and deletes them once their
+/// window closes. The agent removes it again when it reverts an object to git.
+/// Same key as the [`BREAK_GLASS`] annotation; labels and annotations are
+/// separate maps.
+pub const BREAK_GLASS_LABEL: &str = "gitwarden.io/break-glass";
+
+/// The value of [`BREAK_GLASS_LABEL`] on an object a break-glass request
+/// created: git does not know it, so the agent deletes it once the window
+/// closes. It stays `created` through later break-glass changes and new
+/// windows, so extending an emergency never turns its objects permanent.
+pub const BREAK_GLASS_LABEL_CREATED: &str = "created";
+
+/// The value of [`BREAK_GLASS_LABEL`] on an object that existed before a
+/// break-glass request changed it: outside git, the agent leaves it in place
+/// once the window closes (it was not the emergency's to remove) and only
+/// takes the label off.
+pub const BREAK_GLASS_LABEL_CHANGED: &str = "changed";
+
 /// Annotation, written in git, that tells the agent never to prune an object
 /// when it leaves git (for example a namespace holding data).
 pub const PRUNE: &str = "gitwarden.io/prune";

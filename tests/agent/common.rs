@@ -60,15 +60,24 @@ async fn agent_identity(cluster: &'static TestCluster) -> PathBuf {
     AGENT_KUBECONFIG
         .get_or_init(|| async {
             let admin = cluster.kubeconfig(Identity::Admin);
-        apply(&admin, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n").unwrap();
-        apply(
-            &admin,
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: gitwarden-agent-test\n\
-             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
-             subjects: [{kind: ServiceAccount, name: gitwarden-agent, namespace: gitwarden-system}]\n",
-        )
-        .unwrap();
-            cluster.mint_service_account_token("gitwarden-system", "gitwarden-agent").await.unwrap().1
+            apply(
+                &admin,
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n",
+            )
+            .unwrap();
+            // The rights the addon ships (deploy/base/rbac-agent.yaml), not
+            // cluster-admin: every agent test also proves they are enough.
+            let rbac = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../deploy/base/rbac-agent.yaml"),
+            )
+            .unwrap();
+            apply(&admin, &rbac).unwrap();
+            cluster
+                .mint_service_account_token("gitwarden-system", "gitwarden-agent")
+                .await
+                .unwrap()
+                .1
         })
         .await
         .clone()

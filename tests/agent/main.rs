@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod break_glass;
 mod common;
+mod drift;
+mod restart;
 mod run;
+mod self_protection;
 mod sync;

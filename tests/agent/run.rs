@@ -51,8 +51,18 @@ async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
         agent.log()
     );
     eprintln!("drift healed {:?} after the change", started.elapsed());
-    let status = agent.status().await.unwrap();
-    assert!(status["driftHealed"].as_u64().unwrap() >= 1, "{status}");
+    // The status is written when the healing sync finishes (after its
+    // inventory write and Events), a moment after the object is back.
+    let counted = wait_for(Duration::from_secs(20), || async {
+        let status = agent.status().await?;
+        (status["driftHealed"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "status never counted the heal: {:?}",
+        agent.status().await
+    );
     let event = wait_for(Duration::from_secs(10), || async {
         let out = s.kubectl(&[
             "get",

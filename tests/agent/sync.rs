@@ -240,3 +240,36 @@ async fn an_unreachable_repository_keeps_the_cluster_and_says_where() {
     );
     s.kubectl(&["get", "deployment", "web"]).expect_success();
 }
+
+/// A Role and the RoleBinding to it, added in one commit: the binding's
+/// dry-run cannot compare permissions with a Role that does not exist yet, so
+/// this only passes because the shipped ClusterRole grants `bind` and
+/// `escalate` (deploy/base/rbac-agent.yaml; the agent tests run with it).
+const RBAC: &str = concat!(
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: deployer\n  namespace: NAMESPACE\n",
+    "rules:\n  - apiGroups: [\"\"]\n    resources: [secrets]\n    verbs: [get, list, watch, create, update, patch, delete]\n",
+    "  - apiGroups: [\"rbac.authorization.k8s.io\"]\n    resources: [roles]\n    verbs: [bind]\n",
+    "---\n",
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: deployer\n  namespace: NAMESPACE\n",
+    "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}\n",
+    "subjects: [{kind: User, name: ci-bot, apiGroup: rbac.authorization.k8s.io}]\n",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_and_its_binding_added_in_one_commit_are_applied_with_the_shipped_rbac() {
+    let s = AgentSetup::new("agent-rbac").await;
+    s.commit(&[("rbac/deployer.yaml", RBAC)], "rbac from git");
+    let report = s.sync();
+    assert!(
+        actions(&report).iter().all(|(_, a)| a == "created"),
+        "{report}"
+    );
+    let bound = s.kubectl(&[
+        "get",
+        "rolebinding",
+        "deployer",
+        "-o",
+        "jsonpath={.roleRef.name}",
+    ]);
+    assert_eq!(bound.expect_success(), "deployer");
+}

@@ -40,6 +40,17 @@ func apiServerArgs(dir string, port int, etcdURL string, pk *pki, tokenFile stri
 	}
 }
 
+// admissionArgs points kube-apiserver at an AdmissionConfiguration file. The
+// ManifestBasedAdmissionControlConfig gate (alpha in 1.36, beta and on by
+// default in 1.37) is named explicitly so the file's staticManifestsDir works
+// on either version.
+func admissionArgs(file string) []string {
+	return []string{
+		"--admission-control-config-file=" + file,
+		"--feature-gates=ManifestBasedAdmissionControlConfig=true",
+	}
+}
+
 // startAPIServer runs kube-apiserver's own command in a goroutine; the channel
 // receives its result when it stops.
 func startAPIServer(args []string) <-chan error {
@@ -77,14 +88,20 @@ func waitForAPIServer(ctx context.Context, server, caFile, token string, apiDone
 }
 
 // bindClusterAdmins gives the human test users full rights through RBAC, as a
-// real cluster's administrators would have.
+// real cluster's administrators would have. A binding that exists (a restart on
+// the same DIR) is left alone without a write: an admission webhook enforcing
+// since this start may refuse admin's writes.
 func bindClusterAdmins(ctx context.Context, cs *kubernetes.Clientset, ids []*identity) error {
 	for _, id := range ids {
 		if !id.bindClusterAdmin {
 			continue
 		}
+		name := "test-cluster-admin-" + id.user
+		if _, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{}); err == nil {
+			continue
+		}
 		crb := &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "test-cluster-admin-" + id.user},
+			ObjectMeta: metav1.ObjectMeta{Name: name},
 			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
 			Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: id.user}},
 		}

@@ -29,13 +29,37 @@ func identities() []*identity {
 }
 
 // writeTokenFile writes kube-apiserver's --token-auth-file (CSV: token,user,uid,"groups").
+// A user who already has a token in the file keeps it, so the kubeconfigs of a
+// control plane restarted on the same DIR stay valid; new users get a new token.
 func writeTokenFile(path string, ids []*identity) error {
+	previous := readTokens(path)
 	var b strings.Builder
 	for _, id := range ids {
-		id.token = randomToken()
+		if token, ok := previous[id.user]; ok {
+			id.token = token
+		} else {
+			id.token = randomToken()
+		}
 		fmt.Fprintf(&b, "%s,%s,%s,\"%s\"\n", id.token, id.user, "uid-"+strings.ReplaceAll(id.user, ":", "-"), strings.Join(id.groups, ","))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// readTokens returns user → token from a token file written before; an absent
+// or unreadable file gives none (a fresh DIR).
+func readTokens(path string) map[string]string {
+	tokens := map[string]string{}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return tokens
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.SplitN(line, ",", 3)
+		if len(fields) == 3 && len(fields[0]) == 32 && fields[1] != "" {
+			tokens[fields[1]] = fields[0]
+		}
+	}
+	return tokens
 }
 
 // writeKubeconfig writes a kubeconfig with a bearer token; the same shape kubectl,

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,6 +24,8 @@ func main() {
 	port := flag.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0 = pick a free one)")
 	watchPID := flag.Int("watch-pid", 0, "shut down when this process exits (test harnesses pass their own pid)")
 	removeOnExit := flag.Bool("remove-on-exit", false, "remove DIR and everything in it after shutting down (for test harnesses)")
+	removeWhenOrphaned := flag.Bool("remove-when-orphaned", false, "remove DIR only when the --watch-pid process is gone (test harnesses that restart the control plane on the same DIR)")
+	admissionConfig := flag.String("admission-config", "", "kube-apiserver --admission-control-config-file (an AdmissionConfiguration, e.g. with manifest-based webhooks)")
 	flag.Parse()
 	if *dir == "" {
 		fatalf("--dir is required")
@@ -31,7 +34,16 @@ func main() {
 	if err != nil {
 		fatalf("resolving --dir: %v", err)
 	}
-	if err := run(abs, *port, *watchPID, *removeOnExit); err != nil {
+	if *admissionConfig != "" {
+		if *admissionConfig, err = filepath.Abs(*admissionConfig); err != nil {
+			fatalf("resolving --admission-config: %v", err)
+		}
+		if _, err := os.Stat(*admissionConfig); err != nil {
+			fatalf("--admission-config: %v", err)
+		}
+	}
+	opts := options{port: *port, watchPID: *watchPID, removeOnExit: *removeOnExit, removeWhenOrphaned: *removeWhenOrphaned, admissionConfig: *admissionConfig}
+	if err := run(abs, opts); err != nil {
 		fatalf("%v", err)
 	}
 }
@@ -45,18 +57,32 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "gitwarden-cluster: %s "+format+"\n", append([]any{time.Now().Format(time.RFC3339Nano)}, args...)...)
 }
 
-func run(dir string, port, watchPID int, removeOnExit bool) error {
+// options are the command-line settings besides DIR.
+type options struct {
+	port                             int
+	watchPID                         int
+	removeOnExit, removeWhenOrphaned bool
+	admissionConfig                  string
+}
+
+func run(dir string, opts options) error {
 	start := time.Now()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create %s: %w", dir, err)
 	}
-	apiPort, err := choosePort(port)
+	apiPort, err := choosePort(rememberedPort(dir, opts.port))
 	if err != nil {
 		return err
 	}
-	pk, err := writePKI(dir)
+	if err := os.WriteFile(filepath.Join(dir, "port"), []byte(strconv.Itoa(apiPort)+"\n"), 0o644); err != nil {
+		return err
+	}
+	pk, reused, err := loadOrWritePKI(dir)
 	if err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
+	}
+	if reused {
+		logf("restarting on the state in %s: same CA, serving certificate, service-account keys, tokens and etcd data", dir)
 	}
 	ids := identities()
 	tokenFile := filepath.Join(dir, "pki", "tokens.csv")
@@ -72,15 +98,21 @@ func run(dir string, port, watchPID int, removeOnExit bool) error {
 	logf("etcd ready at %s", etcd.url)
 
 	server := "https://127.0.0.1:" + strconv.Itoa(apiPort)
-	apiDone := startAPIServer(apiServerArgs(dir, apiPort, etcd.url, pk, tokenFile))
+	args := apiServerArgs(dir, apiPort, etcd.url, pk, tokenFile)
+	if opts.admissionConfig != "" {
+		args = append(args, admissionArgs(opts.admissionConfig)...)
+		logf("admission configuration: %s", opts.admissionConfig)
+	}
+	apiDone := startAPIServer(args)
 
 	admin := ids[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	if watchPID > 0 {
-		go watchParent(watchPID, stop)
+	orphaned := make(chan struct{})
+	if opts.watchPID > 0 {
+		go watchParent(opts.watchPID, stop, orphaned)
 	}
 
 	bootErr := make(chan error, 1)
@@ -147,7 +179,14 @@ func run(dir string, port, watchPID int, removeOnExit bool) error {
 	cancel()
 	shutdown(apiDone)
 	etcd.Close()
-	if removeOnExit {
+	select {
+	case <-orphaned:
+		if opts.removeWhenOrphaned {
+			removeState(dir)
+		}
+	default:
+	}
+	if opts.removeOnExit {
 		removeState(dir)
 	}
 	return result
@@ -165,16 +204,35 @@ func shutdown(apiDone <-chan error) {
 }
 
 // watchParent reports on stop when the watched process is gone, so a test binary that
-// panics or is killed never leaves a control plane behind.
-func watchParent(pid int, stop chan<- os.Signal) {
+// panics or is killed never leaves a control plane behind; orphaned is closed first.
+func watchParent(pid int, stop chan<- os.Signal, orphaned chan<- struct{}) {
 	for {
 		time.Sleep(time.Second)
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			logf("watched process %d is gone", pid)
+			close(orphaned)
 			stop <- syscall.SIGTERM
 			return
 		}
 	}
+}
+
+// rememberedPort is the port to ask for: the one requested, or else the one a
+// previous run on dir used (so a restart keeps the server URL every kubeconfig
+// names), or else 0 for a free one.
+func rememberedPort(dir string, requested int) int {
+	if requested != 0 {
+		return requested
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "port"))
+	if err != nil {
+		return 0
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || port <= 0 || port > 65535 {
+		return 0
+	}
+	return port
 }
 
 // choosePort returns the requested port if it is free, or a free one when 0.

@@ -17,8 +17,10 @@ import (
 	"time"
 )
 
-// pki holds the file paths of the cluster's own trust material. Everything is
-// generated fresh for every cluster: nothing secret is ever committed.
+// pki holds the file paths of the cluster's own trust material. It is generated
+// for every new cluster (nothing secret is ever committed) and kept in DIR, so a
+// control plane restarted on the same DIR serves the same certificate and
+// accepts the service-account tokens it minted before.
 type pki struct {
 	caCert      string
 	servingCert string
@@ -27,16 +29,64 @@ type pki struct {
 	saPub       string
 }
 
-// writePKI creates a CA, a serving certificate for 127.0.0.1/localhost signed by
-// it, and an RSA key pair for signing service-account tokens.
-func writePKI(dir string) (*pki, error) {
-	p := &pki{
+// pkiPaths names the trust material's files in dir.
+func pkiPaths(dir string) *pki {
+	return &pki{
 		caCert:      filepath.Join(dir, "ca.crt"),
 		servingCert: filepath.Join(dir, "pki", "apiserver.crt"),
 		servingKey:  filepath.Join(dir, "pki", "apiserver.key"),
 		saKey:       filepath.Join(dir, "pki", "sa.key"),
 		saPub:       filepath.Join(dir, "pki", "sa.pub"),
 	}
+}
+
+// loadOrWritePKI reuses the trust material a previous run left in dir when all
+// of it is there and parses; otherwise (a fresh DIR, or a partial one) it
+// generates everything anew. It reports whether the material was reused.
+func loadOrWritePKI(dir string) (*pki, bool, error) {
+	p := pkiPaths(dir)
+	if err := p.check(); err == nil {
+		return p, true, nil
+	}
+	p, err := writePKI(dir)
+	return p, false, err
+}
+
+// check verifies that every file exists and holds the PEM block it should,
+// and that the serving certificate has not expired.
+func (p *pki) check() error {
+	for _, f := range []struct{ path, typ string }{
+		{p.caCert, "CERTIFICATE"},
+		{p.servingCert, "CERTIFICATE"},
+		{p.servingKey, "EC PRIVATE KEY"},
+		{p.saKey, "RSA PRIVATE KEY"},
+		{p.saPub, "PUBLIC KEY"},
+	} {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			return err
+		}
+		block, _ := pem.Decode(data)
+		if block == nil || block.Type != f.typ {
+			return fmt.Errorf("%s: no %s PEM block", f.path, f.typ)
+		}
+		if f.path == p.servingCert {
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.path, err)
+			}
+			if time.Now().After(cert.NotAfter) {
+				return fmt.Errorf("%s expired at %s", f.path, cert.NotAfter)
+			}
+		}
+	}
+	return nil
+}
+
+// writePKI creates a CA, a serving certificate for 127.0.0.1/localhost signed by
+// it, and an RSA key pair for signing service-account tokens.
+func writePKI(dir string) (*pki, error) {
+	p := pkiPaths(dir)
 	if err := os.MkdirAll(filepath.Join(dir, "pki"), 0o700); err != nil {
 		return nil, err
 	}

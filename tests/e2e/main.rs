@@ -3,5 +3,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod certs;
 mod deploy;
+mod doctor;
 mod harness;
+mod static_admission;

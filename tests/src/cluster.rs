@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -53,7 +54,20 @@ pub struct TestCluster {
     server: String,
     /// Kubeconfigs this process wrote for minted tokens.
     scratch: PathBuf,
+    /// Set for a cluster this test owns ([`TestCluster::start_private`]):
+    /// it can be killed and started again, and is removed when dropped.
+    private: Option<Private>,
 }
+
+/// What a private cluster needs to be started again on its directory.
+#[derive(Debug, Default)]
+struct Private {
+    /// The AdmissionConfiguration the next start passes to kube-apiserver.
+    admission_config: Mutex<Option<PathBuf>>,
+}
+
+/// Numbers the private clusters of one test process.
+static PRIVATE_CLUSTERS: AtomicUsize = AtomicUsize::new(0);
 
 static CLUSTER: OnceLock<std::result::Result<TestCluster, String>> = OnceLock::new();
 
@@ -127,7 +141,85 @@ impl TestCluster {
             dir,
             server,
             scratch,
+            private: None,
         })
+    }
+
+    /// A control plane of the test's own, apart from [`TestCluster::shared`],
+    /// for tests that kill, restart or reconfigure the API server. Dropping it
+    /// stops it and removes its directory; if the test process dies first, the
+    /// control plane notices, stops and removes its directory itself.
+    pub fn start_private() -> Result<TestCluster> {
+        kubectl_binary()?;
+        let n = PRIVATE_CLUSTERS.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "gitwarden-private-cluster-{}-{n}",
+            std::process::id()
+        ));
+        if dir.exists() {
+            // Left by an earlier process with the same id: start from nothing.
+            run_script("down", &[], &dir, &[])?;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let private = Private::default();
+        private.up(&dir)?;
+        let mut cluster = Self::attach(dir)?;
+        cluster.private = Some(private);
+        Ok(cluster)
+    }
+
+    fn private(&self) -> Result<&Private> {
+        self.private
+            .as_ref()
+            .context("only a cluster from TestCluster::start_private can be stopped or restarted")
+    }
+
+    /// Sets the AdmissionConfiguration file (`--admission-control-config-file`)
+    /// the next [`TestCluster::start_again`] hands to kube-apiserver; `None`
+    /// starts it without one. Private clusters only.
+    pub fn set_admission_config(&self, file: Option<&Path>) -> Result<()> {
+        let private = self.private()?;
+        *private
+            .admission_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = file.map(Path::to_path_buf);
+        Ok(())
+    }
+
+    /// SIGKILL to the whole control plane (etcd, kube-apiserver,
+    /// kube-controller-manager): a crash, no graceful shutdown. Returns once the
+    /// process is gone; its state stays for [`TestCluster::start_again`].
+    pub fn kill(&self) -> Result<()> {
+        self.private()?;
+        run_script("stop", &["--kill"], &self.dir, &[])
+    }
+
+    /// SIGTERM and wait: a graceful stop that keeps the state.
+    pub fn stop(&self) -> Result<()> {
+        self.private()?;
+        run_script("stop", &[], &self.dir, &[])
+    }
+
+    /// Starts the control plane again on its directory (same etcd data, CA,
+    /// serving certificate, service-account keys, tokens and URL) and returns
+    /// once it is ready.
+    pub fn start_again(&self) -> Result<()> {
+        self.private()?.up(&self.dir)?;
+        let server = std::fs::read_to_string(self.dir.join("server"))?;
+        if server.trim() != self.server {
+            bail!(
+                "the restarted cluster serves {} instead of {}",
+                server.trim(),
+                self.server
+            );
+        }
+        Ok(())
+    }
+
+    /// [`TestCluster::kill`], then [`TestCluster::start_again`].
+    pub fn restart(&self) -> Result<()> {
+        self.kill()?;
+        self.start_again()
     }
 
     /// The directory holding kubeconfigs, `ca.crt`, `server` and `log`.
@@ -258,6 +350,66 @@ impl TestCluster {
         )?;
         Ok((token, path))
     }
+}
+
+impl Private {
+    /// `tests/cluster/up DIR` for this private cluster.
+    fn up(&self, dir: &Path) -> Result<()> {
+        let pid = std::process::id().to_string();
+        let admission = self
+            .admission_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut env = vec![
+            ("GITWARDEN_CLUSTER_WATCH_PID", pid.as_str()),
+            ("GITWARDEN_CLUSTER_REMOVE_ON_EXIT", "orphaned"),
+        ];
+        let admission_str = admission.as_ref().map(|p| p.display().to_string());
+        if let Some(file) = &admission_str {
+            env.push(("GITWARDEN_CLUSTER_ADMISSION_CONFIG", file));
+        }
+        run_script("up", &[], dir, &env)
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if self.private.is_none() {
+            return;
+        }
+        if let Err(e) = run_script("down", &[], &self.dir, &[]) {
+            eprintln!("warning: stopping the private cluster: {e:#}");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs one of the `tests/cluster` scripts on `dir`; fails with its output.
+fn run_script(name: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Result<()> {
+    let script = repo_root().join("tests/cluster").join(name);
+    let out = Command::new(&script)
+        .args(args)
+        .arg(dir)
+        // A private cluster picks its own port (then keeps it) and gets only
+        // the admission configuration its test asked for.
+        .env_remove("GITWARDEN_CLUSTER_PORT")
+        .env_remove("GITWARDEN_CLUSTER_ADMISSION_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed ({}):\n{}{}",
+            script.display(),
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
 }
 
 /// Writes a kubeconfig that authenticates with a bearer token.

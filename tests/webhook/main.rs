@@ -7,5 +7,7 @@
 mod break_glass;
 mod common;
 mod denials;
+mod doctor;
+mod hostile;
 mod policy;
 mod resilience;

@@ -97,6 +97,17 @@ pub struct ServeArgs {
     /// Requests not answered within this time get 408.
     #[arg(long, env = "GITWARDEN_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Open connections at most; more are closed at once (bounds what slow
+    /// or hostile clients can hold).
+    #[arg(long, env = "GITWARDEN_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Time a client has to complete the TLS handshake.
+    #[arg(long, env = "GITWARDEN_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Time a client has to send a request's headers (also closes idle
+    /// keep-alive connections).
+    #[arg(long, env = "GITWARDEN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take before the process exits.
     #[arg(long, env = "GITWARDEN_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -2,13 +2,17 @@
 //! come from the git sync agent, and records every refusal and every
 //! break-glass change in a durable, hash-chained audit log.
 //!
-//! Modules, one job each: [`review`] answers AdmissionReviews with the shared
+//! Modules, one job each: [`decode`] reads an AdmissionReview body (only what
+//! the decision needs), [`review`] answers AdmissionReviews with the shared
 //! decision function, [`audit`] makes records durable before an answer leaves,
 //! [`policy_store`] follows the policy, [`tls`] follows the certificate,
-//! [`server`] wires HTTP, [`metrics`] counts, [`cli`] reads settings.
+//! [`server`] wires HTTP, [`listener`] accepts connections within limits,
+//! [`metrics`] counts, [`cli`] reads settings.
 
 pub mod audit;
 pub mod cli;
+pub mod decode;
+pub mod listener;
 pub mod metrics;
 pub mod policy_store;
 pub mod review;

@@ -9,6 +9,7 @@ use gitwarden_webhook::audit::{
     AuditLog, AuditMetrics, AuditOptions, AuditQuery, query_dir, run_verify_cli,
 };
 use gitwarden_webhook::cli::{AuditArgs, AuditOutput, Cli, Command, LogFormat, ServeArgs};
+use gitwarden_webhook::listener::{self, ConnectionLimits};
 use gitwarden_webhook::metrics::WebhookMetrics;
 use gitwarden_webhook::policy_store::{PolicySource, PolicyStore};
 use gitwarden_webhook::review::ReviewState;
@@ -220,16 +221,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown.graceful_shutdown(Some(grace));
     });
-    let mut server = axum_server::bind_rustls(args.listen, tls_config).handle(handle.clone());
-    server = server.first_request_timeout(std::time::Duration::from_secs(10));
     let listening = handle.clone();
     tokio::spawn(async move {
         if let Some(addr) = listening.listening().await {
             tracing::info!(%addr, "gitwarden-webhook listening");
         }
     });
-    server
-        .serve(app.into_make_service())
+    let limits = ConnectionLimits {
+        max_connections: args.max_connections,
+        tls_handshake_timeout: args.tls_handshake_timeout,
+        header_read_timeout: args.header_read_timeout,
+    };
+    listener::serve(args.listen, tls_config, app, handle, limits)
         .await
         .with_context(|| format!("serving on {}", args.listen))?;
     audit.close().await.context("closing the audit log")?;

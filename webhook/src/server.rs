@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditQuery;
@@ -64,6 +65,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .with_state(state)
         .merge(admission)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Refuses a declared Content-Length over the limit at once with 413,
+        // instead of waiting for a body that will be refused anyway.
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

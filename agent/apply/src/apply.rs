@@ -1,6 +1,7 @@
 //! The sync: validate the whole revision, apply it phase by phase, record
-//! the inventory, prune what left git.
+//! the inventory, prune what left git, and settle break-glass windows.
 
+use crate::break_glass::{BreakGlass, SweepScope, remove_stamps, sweep};
 use crate::discovery::Discovery;
 use crate::dry_run::{Target, dry_run_all, message};
 use crate::error::{ObjectError, SyncError, ValidationErrors};
@@ -9,7 +10,7 @@ use crate::fingerprint::fields_fingerprint;
 use crate::inventory::{Inventory, InventoryEntry, InventoryStore, StoredShards};
 use crate::plan::{Live, Planned, new_namespaces, plan};
 use crate::prune::{PrunePolicy, prune};
-use crate::report::{Action, ObjectResult, SyncReport};
+use crate::report::{Action, BreakGlassReport, Held, ObjectResult, SyncReport};
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::{ManifestSet, ObjectRef, Phase};
@@ -135,6 +136,13 @@ impl Applier {
     ///    those CRDs and Namespaces written.
     /// 4. Prunes what left git (see [`PrunePolicy`]) and writes the
     ///    inventory's changed shards.
+    /// 5. Break-glass: objects of the revision under an open window are held
+    ///    (not applied); those whose window closed are re-applied and their
+    ///    stamps and label removed. Objects labelled `gitwarden.io/break-glass`
+    ///    that git does not contain, in the revision's namespaces or
+    ///    cluster-scoped, are found with one label-selected list per kind:
+    ///    held while their window is open, deleted once it closed if the
+    ///    window created them (see [`BreakGlassReport`]).
     ///
     /// A failed apply of one object is reported in its [`ObjectResult`] and
     /// does not stop the others.
@@ -155,7 +163,8 @@ impl Applier {
         let mut early: Vec<Target<'_>> = Vec::new();
         let now = jiff::Timestamp::now();
         let mut held: HashMap<ObjectRef, String> = HashMap::new();
-        let mut closed_windows: Vec<(&Planned<'_>, Vec<String>)> = Vec::new();
+        let mut held_windows: Vec<Held> = Vec::new();
+        let mut closed_windows: Vec<(&Planned<'_>, BreakGlass)> = Vec::new();
         for p in &planned {
             let object = p.manifest.object_ref();
             by_ref.insert(object.clone(), p);
@@ -163,13 +172,21 @@ impl Applier {
                 Some(bg) if bg.open_at(now) => {
                     let until = bg.until.map(|t| t.to_string()).unwrap_or_default();
                     info!(%object, %until, "left alone: break-glass window open");
-                    held.insert(object, format!("break-glass window open until {until}"));
+                    held.insert(
+                        object.clone(),
+                        format!("break-glass window open until {until}"),
+                    );
+                    held_windows.push(Held {
+                        object,
+                        until,
+                        in_git: true,
+                    });
                     continue;
                 }
                 Some(bg) => {
                     // The window closed: revert to git and remove the stamps.
                     info!(%object, "break-glass window closed: reverting to git");
-                    closed_windows.push((p, bg.keys.clone()));
+                    closed_windows.push((p, bg.clone()));
                     needs_apply.insert(object.clone());
                 }
                 None => {}
@@ -246,7 +263,8 @@ impl Applier {
             }
         }
 
-        for (p, keys) in &closed_windows {
+        let mut reverted = Vec::new();
+        for (p, window) in &closed_windows {
             let object = p.manifest.object_ref();
             if matches!(
                 results.get(&object),
@@ -259,8 +277,11 @@ impl Applier {
             }
             if let Some(target) = p.target(&self.client) {
                 ctx.count_writes(1);
-                if let Err(error) = remove_annotations(&target, keys).await {
-                    warn!(%object, %error, "could not remove the break-glass annotations");
+                match remove_stamps(&target.api, &target.manifest.name, window).await {
+                    Ok(()) => reverted.push(object),
+                    Err(error) => {
+                        warn!(%object, %error, "could not remove the break-glass stamps and label")
+                    }
                 }
             }
         }
@@ -276,6 +297,36 @@ impl Applier {
         )
         .instrument(info_span!("prune"))
         .await;
+
+        let in_git: HashSet<ObjectRef> = current
+            .iter()
+            .chain(previous.entries.keys())
+            .cloned()
+            .collect();
+        let namespaces: HashSet<String> = current
+            .iter()
+            .filter_map(|object| match (&object.namespace, object.kind.as_str()) {
+                (Some(ns), _) => Some(ns.clone()),
+                (None, "Namespace") if object.group.is_empty() => Some(object.name.clone()),
+                (None, _) => None,
+            })
+            .collect();
+        let scope = SweepScope {
+            in_git: &in_git,
+            namespaces: &namespaces,
+        };
+        let swept = sweep(
+            &ctx,
+            &self.client,
+            &self.discovery,
+            &scope,
+            jiff::Timestamp::now(),
+        )
+        .instrument(info_span!("break_glass_sweep"))
+        .await;
+        held_windows.extend(swept.held);
+        held_windows.sort_by(|a, b| a.object.cmp(&b.object));
+        reverted.sort();
 
         let mut entries = entries_after(&previous, &planned, &results);
         entries.extend(outcome.retain);
@@ -315,6 +366,12 @@ impl Applier {
             pruned: outcome.pruned,
             kept: outcome.kept,
             prune_refused: outcome.refused,
+            break_glass: BreakGlassReport {
+                held: held_windows,
+                reverted,
+                deleted: swept.deleted,
+                kept: swept.kept,
+            },
             write_requests: ctx.writes(),
             dry_run_requests: ctx.dry_runs(),
             duration: started.elapsed(),
@@ -325,6 +382,9 @@ impl Applier {
             unchanged = report.count(&Action::Unchanged),
             failed = report.count(&Action::Failed(String::new())),
             pruned = report.pruned.len(),
+            break_glass_held = report.break_glass.held.len(),
+            break_glass_reverted = report.break_glass.reverted.len(),
+            break_glass_deleted = report.break_glass.deleted.len(),
             writes = report.write_requests,
             "sync finished"
         );
@@ -468,27 +528,4 @@ async fn apply_one(ctx: &SyncContext, target: &Target<'_>, live: Option<&Live>) 
             }
         }
     }
-}
-
-/// Removes annotations with one JSON patch (server-side apply cannot remove
-/// fields another manager owns, and the stamps belong to the human's edit).
-async fn remove_annotations(target: &Target<'_>, keys: &[String]) -> Result<(), kube::Error> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let ops: Vec<serde_json::Value> = keys
-        .iter()
-        .map(|key| serde_json::json!({ "op": "remove", "path": format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1")) }))
-        .collect();
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::Value::Array(ops)).map_err(kube::Error::SerdeError)?;
-    target
-        .api
-        .patch(
-            &target.manifest.name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::<()>::Json(patch),
-        )
-        .await
-        .map(|_| ())
 }

@@ -88,6 +88,30 @@ impl Discovery {
     }
 }
 
+impl Discovery {
+    /// Every kind whose objects can be listed, patched and deleted, each at
+    /// its group's most stable version: the kinds the break-glass sweep looks
+    /// through for objects a human created or changed under break-glass.
+    /// Subresources are not kinds and are never included.
+    pub fn listable_kinds(&self) -> Vec<Resolved> {
+        use kube::discovery::verbs::{DELETE, LIST, PATCH};
+        let cache = match self.cache.read() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache
+            .groups()
+            .flat_map(|group| group.resources_by_stability())
+            .filter(|(_, capabilities)| {
+                [LIST, PATCH, DELETE]
+                    .iter()
+                    .all(|verb| capabilities.supports_operation(verb))
+            })
+            .map(to_resolved)
+            .collect()
+    }
+}
+
 fn to_resolved((resource, capabilities): (ApiResource, ApiCapabilities)) -> Resolved {
     Resolved {
         resource,

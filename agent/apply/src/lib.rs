@@ -9,6 +9,7 @@
 //! [`RequestCounter`] proves how many writes it did.
 
 mod apply;
+mod break_glass;
 mod counter;
 mod diff;
 mod discovery;
@@ -30,4 +31,4 @@ pub use error::{InventoryError, ObjectError, SyncError, ValidationErrors};
 pub use fingerprint::{fields_fingerprint, manifest_hash};
 pub use inventory::{Inventory, InventoryEntry, InventoryStore, MAX_SHARD_BYTES, StoredShards};
 pub use prune::PrunePolicy;
-pub use report::{Action, Kept, ObjectResult, SyncReport};
+pub use report::{Action, BreakGlassReport, Held, Kept, ObjectResult, SyncReport};

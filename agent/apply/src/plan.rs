@@ -1,6 +1,7 @@
 //! Reading the live state of each object of a revision, to decide which ones
 //! need an apply at all.
 
+use crate::break_glass::BreakGlass;
 use crate::discovery::{Discovery, Resolved};
 use crate::dry_run::Target;
 use crate::error::SyncError;
@@ -9,7 +10,6 @@ use crate::inventory::InventoryEntry;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::{Manifest, ManifestSet, prepare_for_apply};
-use gitwarden_shared::names::{BREAK_GLASS, BREAK_GLASS_UNTIL};
 use kube::Client;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -30,38 +30,6 @@ pub(crate) enum Live {
         /// Its break-glass state, when a human broke glass on it.
         break_glass: Option<BreakGlass>,
     },
-}
-
-/// A break-glass change found on a live object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BreakGlass {
-    /// The `gitwarden.io/break-glass*` annotation keys present (to remove
-    /// once the window closes).
-    pub keys: Vec<String>,
-    /// `gitwarden.io/break-glass-until`, when present and a valid time.
-    pub until: Option<jiff::Timestamp>,
-}
-
-impl BreakGlass {
-    fn of(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Option<BreakGlass> {
-        let annotations = annotations?;
-        annotations.get(BREAK_GLASS)?;
-        let keys = annotations
-            .keys()
-            .filter(|k| k.starts_with(BREAK_GLASS))
-            .cloned()
-            .collect();
-        let until = annotations
-            .get(BREAK_GLASS_UNTIL)
-            .and_then(|t| t.parse().ok());
-        Some(BreakGlass { keys, until })
-    }
-
-    /// Whether the window is still open at `now`: the object is then left
-    /// alone. A reason without a valid `-until` stamp is no open window.
-    pub(crate) fn open_at(&self, now: jiff::Timestamp) -> bool {
-        self.until.is_some_and(|until| until > now)
-    }
 }
 
 /// One manifest with its body, hash, address and live state.
@@ -160,7 +128,7 @@ pub(crate) async fn read_live(
     let api = resolved.api(client.clone(), manifest.namespace.as_deref());
     match api.get_metadata_opt(&manifest.name).await {
         Ok(Some(meta)) => Ok(Live::Present {
-            break_glass: BreakGlass::of(meta.metadata.annotations.as_ref()),
+            break_glass: BreakGlass::of(&meta.metadata),
             resource_version: meta.metadata.resource_version.clone().unwrap_or_default(),
             fields: fields_fingerprint(meta.metadata.managed_fields.as_deref(), &ctx.field_manager),
         }),

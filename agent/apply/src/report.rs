@@ -42,6 +42,50 @@ pub struct Kept {
     pub reason: String,
 }
 
+/// An object under an open break-glass window, left alone by this sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    /// The object.
+    pub object: ObjectRef,
+    /// When the window closes (`gitwarden.io/break-glass-until`, RFC 3339):
+    /// the agent syncs again then, to revert or delete the object.
+    pub until: String,
+    /// Whether git contains the object (then it is reverted at `until`;
+    /// otherwise, if the window created it, it is deleted).
+    pub in_git: bool,
+}
+
+/// What a sync did about break-glass: windows still open, and what happened
+/// to objects whose window closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlassReport {
+    /// Objects under an open window, in git or not.
+    pub held: Vec<Held>,
+    /// Objects in git whose window closed: re-applied from git, and their
+    /// break-glass stamps and label removed.
+    pub reverted: Vec<ObjectRef>,
+    /// Objects a break-glass request created that git does not contain,
+    /// deleted because their window closed.
+    pub deleted: Vec<ObjectRef>,
+    /// Objects outside git whose window closed and that were not deleted,
+    /// with the reason (`gitwarden.io/prune: disabled`, changed rather than
+    /// created under break-glass, or the delete failed).
+    pub kept: Vec<Kept>,
+}
+
+impl BreakGlassReport {
+    /// The earliest end of an open window, when one is open: the agent
+    /// should sync again at that time.
+    pub fn next_expiry(&self) -> Option<jiff::Timestamp> {
+        self.held
+            .iter()
+            .filter_map(|held| held.until.parse::<jiff::Timestamp>().ok())
+            .min()
+    }
+}
+
 /// The outcome of one sync, serialisable as the agent's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +101,10 @@ pub struct SyncReport {
     /// Why the prune as a whole was refused (too large a share of the
     /// inventory), `None` when it ran.
     pub prune_refused: Option<String>,
+    /// Break-glass windows held, and objects reverted, deleted or kept
+    /// because their window closed.
+    #[serde(default)]
+    pub break_glass: BreakGlassReport,
     /// Requests the sync sent that could change the cluster (applies,
     /// deletes, inventory writes; dry-runs excluded): zero on a no-op resync.
     pub write_requests: u64,
@@ -86,14 +134,43 @@ impl SyncReport {
             .filter(|result| matches!(result.action, Action::Failed(_)))
     }
 
-    /// Whether every object applied and the prune was not refused.
+    /// Whether every object applied, the prune was not refused, and every
+    /// delete (prune or break-glass) that was due went through.
     pub fn is_success(&self) -> bool {
-        self.failures().next().is_none()
-            && self.prune_refused.is_none()
-            && self
-                .kept
+        self.problems().is_none()
+    }
+
+    /// Why the sync did not fully converge, for the status's `error` and
+    /// the log: failed applies, a refused prune and failed deletes, each
+    /// naming the object. `None` when everything that was due happened.
+    /// Such a sync is not a success: the agent retries it with backoff
+    /// instead of waiting a whole interval, and `lastSuccess` stays put.
+    pub fn problems(&self) -> Option<String> {
+        let mut problems: Vec<String> = self
+            .failures()
+            .map(|result| match &result.action {
+                Action::Failed(why) => format!("{} ({}): {why}", result.object, result.location),
+                _ => result.object.to_string(),
+            })
+            .collect();
+        problems.extend(self.prune_refused.iter().cloned());
+        problems.extend(
+            self.kept
                 .iter()
-                .all(|kept| !kept.reason.starts_with("delete failed"))
+                .chain(&self.break_glass.kept)
+                .filter(|kept| kept.reason.starts_with("delete failed"))
+                .map(|kept| format!("{}: {}", kept.object, kept.reason)),
+        );
+        const SHOWN: usize = 5;
+        match problems.len() {
+            0 => None,
+            n if n <= SHOWN => Some(problems.join("; ")),
+            n => Some(format!(
+                "{}; and {} more (see lastReport)",
+                problems[..SHOWN].join("; "),
+                n - SHOWN
+            )),
+        }
     }
 }
 
@@ -108,5 +185,116 @@ mod duration_millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use kube::core::GroupVersionKind;
+
+    fn held(name: &str, until: &str) -> Held {
+        Held {
+            object: ObjectRef::new(
+                &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+                Some("ns"),
+                name,
+            ),
+            until: until.to_owned(),
+            in_git: false,
+        }
+    }
+
+    #[test]
+    fn the_next_expiry_is_the_earliest_open_window_and_ignores_unparsable_ends() {
+        let report = BreakGlassReport {
+            held: vec![
+                held("late", "2026-11-23T10:00:00Z"),
+                held("garbled", "tomorrow"),
+                held("early", "2026-11-23T09:00:00Z"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            report.next_expiry(),
+            Some("2026-11-23T09:00:00Z".parse().unwrap())
+        );
+        assert_eq!(BreakGlassReport::default().next_expiry(), None);
+    }
+
+    #[test]
+    fn a_failed_break_glass_delete_makes_the_sync_unsuccessful() {
+        let mut report = SyncReport {
+            revision: "abc".into(),
+            applied: Vec::new(),
+            pruned: Vec::new(),
+            kept: Vec::new(),
+            prune_refused: None,
+            break_glass: BreakGlassReport::default(),
+            write_requests: 0,
+            dry_run_requests: 0,
+            duration: Duration::ZERO,
+        };
+        assert!(report.is_success());
+        report.break_glass.kept.push(Kept {
+            object: held("x", "").object,
+            reason: "gitwarden.io/prune: disabled".into(),
+        });
+        assert!(report.is_success(), "a deliberate keep is no failure");
+        report.break_glass.kept.push(Kept {
+            object: held("y", "").object,
+            reason: "delete failed: forbidden".into(),
+        });
+        assert!(!report.is_success());
+        let problems = report.problems().unwrap();
+        assert!(
+            problems.contains("ns/y") || problems.contains("y"),
+            "{problems}"
+        );
+        assert!(problems.contains("delete failed: forbidden"), "{problems}");
+        assert!(!problems.contains("prune: disabled"), "{problems}");
+    }
+
+    #[test]
+    fn problems_name_failed_objects_with_their_location_and_a_refused_prune() {
+        let failed = |name: &str| ObjectResult {
+            object: held(name, "").object,
+            action: Action::Failed("connection refused".into()),
+            location: gitwarden_manifests::Location {
+                file: "apps/web.yaml".into(),
+                line: 3,
+            },
+        };
+        let mut report = SyncReport {
+            revision: "abc".into(),
+            applied: vec![failed("web")],
+            pruned: Vec::new(),
+            kept: Vec::new(),
+            prune_refused: Some("refusing to prune 40 of 100 objects".into()),
+            break_glass: BreakGlassReport::default(),
+            write_requests: 0,
+            dry_run_requests: 0,
+            duration: Duration::ZERO,
+        };
+        let problems = report.problems().unwrap();
+        assert!(problems.contains("apps/web.yaml:3"), "{problems}");
+        assert!(problems.contains("connection refused"), "{problems}");
+        assert!(problems.contains("refusing to prune"), "{problems}");
+        report.prune_refused = None;
+        report.applied = (0..8).map(|i| failed(&format!("web-{i}"))).collect();
+        let problems = report.problems().unwrap();
+        assert!(
+            problems.ends_with("and 3 more (see lastReport)"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn a_report_without_break_glass_reads_back_with_an_empty_one() {
+        let json = r#"{"revision":"abc","applied":[],"pruned":[],"kept":[],"pruneRefused":null,
+            "writeRequests":0,"dryRunRequests":0,"duration":5}"#;
+        let report: SyncReport = serde_json::from_str(json).unwrap();
+        assert_eq!(report.break_glass, BreakGlassReport::default());
     }
 }

@@ -109,6 +109,19 @@ fn is_label(text: &str, max: usize) -> bool {
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// Whether `kind` can be a Kubernetes kind: the API server requires a CRD's
+/// kind to be a DNS-1035 label once lowercased. Anything else (a space, say)
+/// would also break the inventory's `<apiVersion> <kind> <name>` form.
+fn is_kind(kind: &str) -> bool {
+    let bytes = kind.as_bytes();
+    bytes.len() <= 63
+        && bytes.first().is_some_and(u8::is_ascii_alphabetic)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+}
+
 fn is_subdomain(text: &str) -> bool {
     text.len() <= 253 && text.split('.').all(|label| is_label(label, 63))
 }
@@ -239,7 +252,17 @@ pub(crate) fn object(
     });
     let kind = required_string(map, "kind", "kind")
         .map_err(|problem| problems.push(problem))
-        .ok();
+        .ok()
+        .filter(|kind| {
+            let valid = is_kind(kind);
+            if !valid {
+                problems.push(format!(
+                    "kind {kind:?} is not valid: it must be letters, digits and '-', \
+                     starting with a letter (at most 63)"
+                ));
+            }
+            valid
+        });
 
     let empty = Map::new();
     let metadata = match map.get("metadata") {

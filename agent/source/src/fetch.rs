@@ -18,6 +18,7 @@ use crate::{
     AllowedSigners, FetchedRevision, GitRef, SourceError, SourceOptions, SourceSpec, Verification,
     credentials,
     remote_url::{RemoteUrl, Transport},
+    tls,
     tree::{self, TreeReader},
     verify,
 };
@@ -262,10 +263,15 @@ impl Source {
         credentials::check_ssh_files(&self.spec.auth)?;
         let callback =
             credentials::credentials_callback(credentials::http_credentials(&self.spec.auth)?);
-        let connection = remote
+        let transport_options =
+            tls::transport_options(repo, &self.remote.url, self.options.ca_file.as_deref())?;
+        let mut connection = remote
             .connect(Direction::Fetch)
             .map_err(|err| self.connect_error(&err))?
             .with_credentials(callback);
+        if let Some(options) = transport_options {
+            connection = connection.with_transport_options(options);
+        }
         let prepare = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|err| self.connect_error(&err))?;

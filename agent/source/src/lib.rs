@@ -27,6 +27,7 @@ pub mod hook;
 mod remote_url;
 mod revision;
 mod spec;
+mod tls;
 mod tree;
 mod verify;
 

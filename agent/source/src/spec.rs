@@ -131,8 +131,15 @@ pub struct SourceOptions {
     pub shallow: bool,
     /// Extra git configuration as `key=value`, applied in memory to the cache repository, for
     /// what the environment needs rather than the repository: `http.proxy=http://proxy:3128`,
-    /// `http.sslCAInfo=/etc/ssl/private-ca.pem`, `protocol.version=1`.
+    /// `http.sslCAInfo=/etc/ssl/private-ca.pem`, `protocol.version=1`. As in git, the
+    /// `GIT_SSL_CAINFO` environment variable wins over `http.sslCAInfo`; [`Self::ca_file`]
+    /// wins over both.
     pub git_config: Vec<String>,
+    /// PEM file of the CA certificates to trust for https remotes, instead of the system roots:
+    /// how a git server with a certificate from a private CA is reached. Re-read at every
+    /// fetch. Takes precedence over `http.sslCAInfo` and `GIT_SSL_CAINFO`, which an agent's
+    /// environment may set for other programs; `None` leaves trust to those and the system.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SourceOptions {
@@ -142,6 +149,7 @@ impl Default for SourceOptions {
             ssh_program: PathBuf::from("ssh"),
             shallow: true,
             git_config: Vec::new(),
+            ca_file: None,
         }
     }
 }

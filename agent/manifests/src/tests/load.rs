@@ -174,6 +174,22 @@ fn malformed_api_version_is_refused() {
 }
 
 #[test]
+fn a_kind_with_spaces_is_refused() {
+    // Found by fuzzing: a folded YAML scalar gave the kind
+    // "z giploy CustomResourceDefinition", whose inventory form
+    // `<apiVersion> <kind> <name>` then parsed back as another object.
+    let errors = load_err(&[(
+        "x.yaml",
+        "apiVersion: v1\nkind: z\n  giploy ConfigMap\nmetadata:\n  name: a\n",
+    )]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("kind \"z giploy ConfigMap\" is not valid"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn duplicate_across_two_files_names_both_locations() {
     let errors = load_err(&[("a.yaml", CM), ("b/c.yaml", &format!("# x\n{CM}"))]);
     assert_eq!(

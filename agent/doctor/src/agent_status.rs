@@ -1,0 +1,133 @@
+//! The agent's health as it reports it at GET /status: without a running,
+//! succeeding agent nothing heals drift or a deleted webhook configuration.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::report::Finding;
+
+/// Judges a /status document (pure): the last success's age against
+/// `max_age`, and the last error.
+pub fn judge(status: &Value, now: jiff::Timestamp, max_age: Duration) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let role = status["role"].as_str().unwrap_or("?");
+    let revision = status["revision"].as_str().unwrap_or("-");
+    if role == "standby" {
+        out.push(Finding::ok(
+            "agent/status",
+            "the agent answering is a standby replica (another replica leads)",
+        ));
+        return out;
+    }
+    match status["lastSuccess"].as_str() {
+        None => out.push(Finding::warning(
+            "agent/last-success",
+            format!("the agent ({role}) has not completed a sync yet"),
+        )),
+        Some(text) => match text.parse::<jiff::Timestamp>() {
+            Err(e) => out.push(Finding::warning(
+                "agent/last-success",
+                format!("the agent's lastSuccess {text:?} is not a time: {e}"),
+            )),
+            Ok(at) => {
+                let age = now.duration_since(at).unsigned_abs();
+                let age_text = format!("{}s ago", age.as_secs());
+                if age > max_age {
+                    out.push(Finding::warning(
+                        "agent/last-success",
+                        format!(
+                            "the agent's last successful sync was {age_text} (at {text}, revision {revision}), longer than {}s",
+                            max_age.as_secs()
+                        ),
+                    ));
+                } else {
+                    out.push(Finding::ok(
+                        "agent/last-success",
+                        format!("the agent ({role}) last synced revision {revision} {age_text}"),
+                    ));
+                }
+            }
+        },
+    }
+    if let Some(error) = status["error"].as_str() {
+        out.push(Finding::warning(
+            "agent/error",
+            format!("the agent's last sync failed: {error}"),
+        ));
+    }
+    out
+}
+
+/// GET `{url}/status` and judge it; an unreachable agent is critical: nothing
+/// heals drift or restores a deleted webhook configuration.
+pub async fn check(url: &str, max_age: Duration, timeout: Duration) -> Vec<Finding> {
+    let status_url = format!("{}/status", url.trim_end_matches('/'));
+    let fetched = async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        client
+            .get(&status_url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await
+    }
+    .await;
+    match fetched {
+        Ok(status) => judge(&status, jiff::Timestamp::now(), max_age),
+        Err(e) => vec![Finding::critical(
+            "agent/status",
+            format!(
+                "the agent's status at {status_url} is unreachable ({e}): nothing heals drift or a deleted webhook configuration"
+            ),
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::report::Severity;
+
+    fn now() -> jiff::Timestamp {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_recent_success_is_ok() {
+        let status = serde_json::json!({"role": "leader", "revision": "abc", "lastSuccess": "2026-11-23T09:59:30Z"});
+        let out = judge(&status, now(), Duration::from_secs(600));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].severity, Severity::Info);
+        assert!(out[0].message.contains("30s ago"), "{}", out[0].message);
+    }
+
+    #[test]
+    fn an_old_success_and_an_error_are_warnings() {
+        let status = serde_json::json!({"role": "leader", "lastSuccess": "2026-11-23T08:00:00Z",
+            "error": "fetching: connection refused"});
+        let out = judge(&status, now(), Duration::from_secs(600));
+        assert!(
+            out.iter().all(|f| f.severity == Severity::Warning),
+            "{out:#?}"
+        );
+        assert!(out.iter().any(|f| f.message.contains("connection refused")));
+    }
+
+    #[test]
+    fn never_synced_is_a_warning() {
+        let status = serde_json::json!({"role": "leader", "lastSuccess": null});
+        let out = judge(&status, now(), Duration::from_secs(600));
+        assert_eq!(out[0].check, "agent/last-success");
+        assert_eq!(out[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_standby_is_fine_without_syncing() {
+        let status = serde_json::json!({"role": "standby"});
+        let out = judge(&status, now(), Duration::from_secs(600));
+        assert_eq!(out[0].severity, Severity::Info);
+    }
+}

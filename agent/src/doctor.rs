@@ -1,0 +1,104 @@
+//! `gitwarden-agent doctor`: the command-line face of `gitwarden-doctor`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use gitwarden_doctor::{Options, Protected};
+use gitwarden_shared::names;
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DoctorOutput {
+    /// Sections for people, the worst finding first.
+    Text,
+    /// Every finding with severity, check id, subject and path, for scripts.
+    Json,
+}
+
+/// `doctor` settings.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// An admin kubeconfig (default: $KUBECONFIG, then in-cluster): doctor
+    /// reads all of RBAC and the webhook configurations.
+    #[arg(long, env = "GITWARDEN_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The agent's HTTP address; when given, its /status is checked too.
+    #[arg(long, env = "GITWARDEN_AGENT_URL")]
+    pub agent_url: Option<String>,
+    /// Report format.
+    #[arg(long, short = 'o', default_value = "text")]
+    pub output: DoctorOutput,
+    /// List expected identities (the agent, control-plane components, policy
+    /// exemptions) one by one instead of counting them.
+    #[arg(long)]
+    pub show_expected: bool,
+    /// Warn when a webhook certificate expires within this many days.
+    #[arg(long, default_value_t = 30)]
+    pub cert_warn_days: u64,
+    /// Warn when the agent's last successful sync is older than this.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub agent_max_age: std::time::Duration,
+    /// Timeout of each network probe (webhook TLS handshake, agent status).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// gitwarden's namespace.
+    #[arg(long, default_value = names::SYSTEM_NAMESPACE)]
+    pub namespace: String,
+    /// The agent's service account in that namespace.
+    #[arg(long, default_value = names::AGENT_SERVICE_ACCOUNT)]
+    pub agent_service_account: String,
+    /// The name of the Validating- and MutatingWebhookConfiguration.
+    #[arg(long, default_value = "gitwarden")]
+    pub webhook_configuration: String,
+    /// The policy ConfigMap in that namespace.
+    #[arg(long, default_value = names::POLICY_CONFIGMAP)]
+    pub policy_configmap: String,
+}
+
+impl DoctorArgs {
+    fn options(&self) -> Options {
+        Options {
+            protected: Protected {
+                system_namespace: self.namespace.clone(),
+                agent_service_account: self.agent_service_account.clone(),
+                webhook_configuration: self.webhook_configuration.clone(),
+                policy_configmap: self.policy_configmap.clone(),
+            },
+            agent_url: self.agent_url.clone(),
+            cert_warn_before: std::time::Duration::from_secs(self.cert_warn_days * 86_400),
+            agent_max_age: self.agent_max_age,
+            timeout: self.timeout,
+        }
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = crate::kube_config_from(kubeconfig.map(PathBuf::as_path)).await?;
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Runs the checks and prints the report. Exit 0: nothing critical; 1:
+/// critical findings; 2: doctor could not run.
+pub async fn run(args: &DoctorArgs) -> ExitCode {
+    let client = match client(args.kubeconfig.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gitwarden-agent doctor: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = gitwarden_doctor::diagnose(&client, &args.options()).await;
+    match args.output {
+        DoctorOutput::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("gitwarden-agent doctor: cannot print the report: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        DoctorOutput::Text => print!("{}", report.to_text(args.show_expected)),
+    }
+    ExitCode::from(report.exit_code())
+}

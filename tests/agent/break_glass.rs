@@ -1,0 +1,549 @@
+//! Break-glass end to end: carol changes things through the real webhook
+//! (which stamps and labels them), and `gitwarden-agent run` holds them while
+//! the window is open, then reverts what git contains and deletes what the
+//! window created, with an Event for each step.
+//!
+//! This binary shares one cluster among tests running in parallel, so each
+//! test runs its own webhook process and registers it under a name of its own
+//! for its own namespace only (as `self_protection` does): other tests' admin
+//! writes never reach it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use gitwarden_tests::Identity;
+use gitwarden_tests::webhook::{apply, render};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+
+use crate::common::{AgentSetup, RunningAgent, wait_for};
+
+const VALIDATING: &str = "validatingwebhookconfiguration";
+const MUTATING: &str = "mutatingwebhookconfiguration";
+
+/// The default policy's break-glass rules, written out: carol's group may
+/// break glass, for at most 4h.
+const POLICY: &str =
+    "breakGlass:\n  groups: [\"gitwarden:break-glass\"]\n  defaultTtl: 1h\n  maxTtl: 4h\n";
+
+/// The real `gitwarden-webhook`, enforcing in one namespace only.
+///
+/// Declare it after the [`AgentSetup`] so it is dropped first: with it gone,
+/// admin can delete the namespace again.
+struct ScopedWebhook {
+    child: Child,
+    admin: PathBuf,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl ScopedWebhook {
+    /// Starts the webhook (policy from a ConfigMap in the test namespace),
+    /// registers `deploy/local/webhook-configuration.yaml` scoped to the
+    /// namespace, and returns once alice is refused there.
+    async fn start(s: &AgentSetup) -> ScopedWebhook {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ns = s.ns().to_owned();
+        let admin = s.cluster.kubeconfig(Identity::Admin);
+        let indented: String = POLICY.lines().map(|l| format!("    {l}\n")).collect();
+        apply(
+            &admin,
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gitwarden-policy\n  namespace: {ns}\ndata:\n  policy.yaml: |\n{indented}"
+            ),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = gitwarden_certs::CertificateAuthority::generate(
+            "gitwarden-break-glass-test-ca",
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let serving = ca
+            .issue_serving_cert(
+                &["localhost"],
+                &["127.0.0.1".parse().unwrap()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(gitwarden_tests::binaries::binary("gitwarden-webhook").unwrap())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--tls-cert")
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .arg("--audit-dir")
+            .arg(dir.path().join("audit"))
+            .args(["--policy-configmap", &format!("{ns}/gitwarden-policy")])
+            .arg("--kubeconfig")
+            .arg(&admin)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("webhook.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let name = format!("gitwarden-{ns}");
+        let webhook = ScopedWebhook {
+            child,
+            admin: admin.clone(),
+            name: name.clone(),
+            dir,
+        };
+        let template = std::fs::read_to_string(
+            gitwarden_tests::cluster::repo_root().join("deploy/local/webhook-configuration.yaml"),
+        )
+        .unwrap();
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+        let rendered = render(
+            &template,
+            &[
+                ("WEBHOOK_URL", &format!("https://127.0.0.1:{port}")),
+                ("CA_BUNDLE", &ca_bundle),
+            ],
+        );
+        for document in serde_yaml_ng::Deserializer::from_str(&rendered) {
+            let mut config = Value::deserialize(document).unwrap();
+            if config.is_null() {
+                continue;
+            }
+            config["metadata"]["name"] = json!(name);
+            // The first entry of each is the one for ordinary namespaces.
+            let first = config["webhooks"][0].clone();
+            config["webhooks"] = json!([first]);
+            config["webhooks"][0]["namespaceSelector"] =
+                json!({"matchLabels": {"kubernetes.io/metadata.name": ns}});
+            apply(&admin, &serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+        }
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let ready = wait_for(Duration::from_secs(30), || async {
+            let body: Value = http
+                .get(format!("https://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["policy"]["generation"].as_u64().unwrap_or(0) > 0).then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "the webhook never became ready:
+{}",
+            webhook.log()
+        );
+        // Probes are never deleted (admin is refused here too); the
+        // namespace goes at the end of the test.
+        let probes = std::sync::atomic::AtomicUsize::new(0);
+        let enforcing = wait_for(Duration::from_secs(30), || async {
+            let probe = format!(
+                "enforcement-probe-{}",
+                probes.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let out = s
+                .cluster
+                .kubectl(Identity::Alice, &["-n", &ns, "create", "configmap", &probe]);
+            (!out.success && out.stderr.contains("gitwarden")).then_some(())
+        })
+        .await;
+        assert!(
+            enforcing.is_some(),
+            "the webhook did not start enforcing in {ns}:\n{}",
+            webhook.log()
+        );
+        webhook
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ScopedWebhook {
+    fn drop(&mut self) {
+        for kind in [VALIDATING, MUTATING] {
+            let out = gitwarden_tests::kubectl::run_kubectl(
+                &self.admin,
+                &["delete", kind, &self.name, "--ignore-not-found"],
+            );
+            if !out.success {
+                eprintln!("could not remove {kind} {}: {}", self.name, out.stderr);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- webhook log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A file holding the agent's push-notification token.
+fn hook_token() -> tempfile::NamedTempFile {
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "push-secret\n").unwrap();
+    token
+}
+
+/// Asks the agent for a sync now (`POST /hook`).
+async fn poke(agent: &RunningAgent) {
+    let accepted = reqwest::Client::new()
+        .post(format!("{}/hook", agent.url))
+        .bearer_auth("push-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+}
+
+async fn synced(agent: &RunningAgent, commit: &str) -> bool {
+    wait_for(Duration::from_secs(30), || async {
+        let status = agent.status().await?;
+        (status["revision"] == commit && status["lastSuccess"].is_string()).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// The entries of the last report's `breakGlass.<list>` naming ConfigMap `name`.
+fn break_glass_entries(status: &Value, list: &str, name: &str) -> Vec<Value> {
+    let suffix = format!("/{name}");
+    status["lastReport"]["breakGlass"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
+            let object = entry["object"].as_str().or(entry.as_str()).unwrap_or("");
+            object.starts_with("v1 ConfigMap ") && object.ends_with(&suffix)
+        })
+        .cloned()
+        .collect()
+}
+
+/// The names of the objects that carry an Event with this reason.
+fn events(s: &AgentSetup, reason: &str) -> String {
+    s.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("reason={reason}"),
+        "-o",
+        "jsonpath={.items[*].involvedObject.name}",
+    ])
+    .stdout
+    .clone()
+}
+
+/// A ConfigMap carol creates under break-glass.
+fn carol_creates(s: &AgentSetup, name: &str, ttl: &str, extra_annotations: &str) {
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    gitwarden.io/break-glass: INC-77 emergency config\n    gitwarden.io/break-glass-ttl: {ttl}\n{extra_annotations}data:\n  k: by-hand\n",
+        ns = s.ns()
+    );
+    apply(&s.cluster.kubeconfig(Identity::Carol), &manifest).unwrap();
+}
+
+fn configmap_field(s: &AgentSetup, name: &str, jsonpath: &str) -> String {
+    s.kubectl(&[
+        "get",
+        "configmap",
+        name,
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ])
+    .expect_success()
+    .to_owned()
+}
+
+const SETTINGS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unless_prune_is_disabled()
+ {
+    let s = AgentSetup::new("bg-created").await;
+    let commit = s.commit(&[("app/settings.yaml", SETTINGS)], "first");
+    let webhook = ScopedWebhook::start(&s).await;
+    let token = hook_token();
+    let agent = s.start_agent(&[
+        "--interval",
+        "1h",
+        "--leader-elect=false",
+        "--hook-token-file",
+        token.path().to_str().unwrap(),
+    ]);
+    assert!(synced(&agent, &commit).await, "{}", agent.log());
+
+    // alice may not do this; carol may, for a short window.
+    s.cluster
+        .kubectl(
+            Identity::Alice,
+            &[
+                "-n",
+                s.ns(),
+                "create",
+                "configmap",
+                "hotfix",
+                "--from-literal=k=by-hand",
+            ],
+        )
+        .expect_failure();
+    carol_creates(&s, "hotfix", "12s", "");
+    carol_creates(&s, "keepme", "12s", "    gitwarden.io/prune: disabled\n");
+    assert_eq!(
+        configmap_field(
+            &s,
+            "hotfix",
+            "{.metadata.labels.gitwarden\\.io/break-glass}"
+        ),
+        "created",
+        "the mutating webhook labels what break-glass creates"
+    );
+    let until: jiff::Timestamp = configmap_field(
+        &s,
+        "hotfix",
+        "{.metadata.annotations.gitwarden\\.io/break-glass-until}",
+    )
+    .parse()
+    .unwrap();
+
+    // While the window is open the agent leaves both alone and says so.
+    poke(&agent).await;
+    let held = wait_for(Duration::from_secs(20), || async {
+        let status = agent.status().await?;
+        let held = break_glass_entries(&status, "held", "hotfix");
+        (!held.is_empty()).then_some(held)
+    })
+    .await;
+    let held = held.unwrap_or_else(|| panic!("hotfix never reported held:\n{}", agent.log()));
+    assert_eq!(held[0]["inGit"], false);
+    assert_eq!(
+        held[0]["until"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap(),
+        until
+    );
+    assert!(
+        jiff::Timestamp::now() < until,
+        "the window closed before the test could observe it held; raise the TTL"
+    );
+    configmap_field(&s, "hotfix", "{.data.k}");
+    let announced = wait_for(Duration::from_secs(10), || async {
+        events(&s, "BreakGlassHeld")
+            .contains("hotfix")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        announced.is_some(),
+        "no BreakGlassHeld Event:\n{}",
+        agent.log()
+    );
+
+    // After the window the agent wakes up on its own (interval 1h, no poke)
+    // and deletes what the window created and git does not contain.
+    let gone = wait_for(Duration::from_secs(40), || async {
+        let out = s.kubectl(&[
+            "get",
+            "configmap",
+            "hotfix",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ]);
+        (out.success && out.stdout.trim().is_empty()).then_some(Instant::now())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "hotfix was not deleted after its window:\n{}",
+        agent.log()
+    );
+    let late = jiff::Timestamp::now().duration_since(until);
+    eprintln!("hotfix deleted {late:?} after its window closed");
+    assert!(
+        jiff::Timestamp::now() > until,
+        "deleted before its window closed"
+    );
+    let deleted_event = wait_for(Duration::from_secs(10), || async {
+        events(&s, "BreakGlassDeleted")
+            .contains("hotfix")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        deleted_event.is_some(),
+        "no BreakGlassDeleted Event:\n{}",
+        agent.log()
+    );
+
+    // prune: disabled keeps it, and the status says why (its window may
+    // close a moment after hotfix's, so perhaps one sync later).
+    let kept = wait_for(Duration::from_secs(20), || async {
+        let status = agent.status().await?;
+        let kept = break_glass_entries(&status, "kept", "keepme");
+        (!kept.is_empty()).then_some((status, kept))
+    })
+    .await;
+    let (status, kept) =
+        kept.unwrap_or_else(|| panic!("keepme never reported kept:\n{}", agent.log()));
+    assert!(
+        kept[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gitwarden.io/prune: disabled"),
+        "{status}"
+    );
+    assert!(
+        status["breakGlassDeleted"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert_eq!(configmap_field(&s, "keepme", "{.data.k}"), "by-hand");
+    // What git contains is untouched.
+    assert_eq!(configmap_field(&s, "settings", "{.data.greeting}"), "hello");
+    let metrics = reqwest::get(format!("{}/metrics", agent.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("gitwarden_agent_break_glass_deleted_total") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    drop(webhook);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_and_label_removed()
+{
+    let s = AgentSetup::new("bg-revert").await;
+    let commit = s.commit(&[("app/settings.yaml", SETTINGS)], "first");
+    let webhook = ScopedWebhook::start(&s).await;
+    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    assert!(synced(&agent, &commit).await, "{}", agent.log());
+
+    s.cluster
+        .kubectl(
+            Identity::Carol,
+            &[
+                "-n",
+                s.ns(),
+                "patch",
+                "configmap",
+                "settings",
+                "-p",
+                r#"{"metadata":{"annotations":{"gitwarden.io/break-glass":"INC-78 wrong greeting","gitwarden.io/break-glass-ttl":"12s"}},"data":{"greeting":"hotfix"}}"#,
+            ],
+        )
+        .expect_success();
+    assert_eq!(
+        configmap_field(
+            &s,
+            "settings",
+            "{.metadata.labels.gitwarden\\.io/break-glass}"
+        ),
+        "changed",
+        "the mutating webhook labels what break-glass changes"
+    );
+    let until: jiff::Timestamp = configmap_field(
+        &s,
+        "settings",
+        "{.metadata.annotations.gitwarden\\.io/break-glass-until}",
+    )
+    .parse()
+    .unwrap();
+
+    // The drift watch sees carol's change; the window holds it.
+    let announced = wait_for(Duration::from_secs(20), || async {
+        events(&s, "BreakGlassHeld")
+            .contains("settings")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        announced.is_some(),
+        "no BreakGlassHeld Event:\n{}",
+        agent.log()
+    );
+    let status = agent.status().await.unwrap();
+    let held = break_glass_entries(&status, "held", "settings");
+    assert_eq!(held.len(), 1, "{status}");
+    assert_eq!(held[0]["inGit"], true);
+    assert!(
+        jiff::Timestamp::now() < until,
+        "window closed too early; raise the TTL"
+    );
+    assert_eq!(
+        configmap_field(&s, "settings", "{.data.greeting}"),
+        "hotfix"
+    );
+
+    // After it: git's value, and no trace of the window on the object.
+    let reverted = wait_for(Duration::from_secs(40), || async {
+        let object: Value = serde_json::from_str(
+            &s.kubectl(&["get", "configmap", "settings", "-o", "json"])
+                .stdout,
+        )
+        .ok()?;
+        let annotations = object["metadata"]["annotations"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let labels = object["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        (object["data"]["greeting"] == "hello"
+            && !annotations
+                .keys()
+                .any(|k| k.starts_with("gitwarden.io/break-glass"))
+            && !labels.contains_key("gitwarden.io/break-glass"))
+        .then_some(labels)
+    })
+    .await;
+    let labels =
+        reverted.unwrap_or_else(|| panic!("settings was not reverted cleanly:\n{}", agent.log()));
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "gitwarden");
+    assert!(
+        jiff::Timestamp::now() > until,
+        "reverted before the window closed"
+    );
+    let event = wait_for(Duration::from_secs(10), || async {
+        events(&s, "BreakGlassReverted")
+            .contains("settings")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        event.is_some(),
+        "no BreakGlassReverted Event:\n{}",
+        agent.log()
+    );
+    let status = agent.status().await.unwrap();
+    assert!(
+        status["breakGlassReverted"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert!(
+        break_glass_entries(&status, "held", "settings").is_empty(),
+        "{status}"
+    );
+    drop(webhook);
+}

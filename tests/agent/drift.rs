@@ -1,0 +1,114 @@
+//! Which watch events are drift: a controller updating an object's status is
+//! not, a change to what git declares (or to its labels and annotations) is.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{AgentSetup, RunningAgent, wait_for};
+
+const WEB: &str = concat!(
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: NAMESPACE\nspec:\n  replicas: 2\n",
+    "  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n",
+    "    spec:\n      containers:\n        - name: web\n          image: registry.example/web:1\n",
+);
+
+async fn status(agent: &RunningAgent) -> Value {
+    agent.status().await.unwrap_or_default()
+}
+
+/// Waits until the agent has not started a sync for `quiet`, and returns the
+/// last attempt's time then.
+async fn settled(agent: &RunningAgent, quiet: Duration) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = status(agent).await["lastAttempt"].clone();
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = status(agent).await["lastAttempt"].clone();
+        if now == last {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent kept syncing (last attempt {now}):\n{}",
+            agent.log()
+        );
+        last = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
+    let s = AgentSetup::new("drift-status").await;
+    let commit = s.commit(&[("app/web.yaml", WEB)], "first");
+    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    let first = wait_for(Duration::from_secs(30), || async {
+        let st = agent.status().await?;
+        (st["revision"] == commit.as_str() && st["lastSuccess"].is_string()).then_some(())
+    })
+    .await;
+    assert!(
+        first.is_some(),
+        "first sync did not finish:\n{}",
+        agent.log()
+    );
+
+    // The watch is live: a spec change is healed.
+    s.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ])
+    .expect_success();
+    let healed = wait_for(Duration::from_secs(20), || async {
+        let out = s.kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        (out.stdout == "2").then_some(())
+    })
+    .await;
+    assert!(healed.is_some(), "spec drift not healed:\n{}", agent.log());
+    let before = settled(&agent, Duration::from_secs(2)).await;
+
+    // What the deployment controller does all day: status only.
+    for n in 1..=3 {
+        s.kubectl(&[
+            "patch",
+            "deployment",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"conditions":[{{"type":"Probe","status":"True","reason":"StatusOnly","message":"update {n}"}}]}}}}"#
+            ),
+        ])
+        .expect_success();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        status(&agent).await["lastAttempt"].clone(),
+        before,
+        "a status-only update started a resync:\n{}",
+        agent.log()
+    );
+
+    // An annotation is metadata a human may change: that is still looked at.
+    s.kubectl(&["annotate", "deployment", "web", "team=checkout"])
+        .expect_success();
+    let resynced = wait_for(Duration::from_secs(20), || async {
+        (status(&agent).await["lastAttempt"] != before).then_some(())
+    })
+    .await;
+    assert!(
+        resynced.is_some(),
+        "an annotation change did not reach the drift watch:\n{}",
+        agent.log()
+    );
+}

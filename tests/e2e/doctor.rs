@@ -1,0 +1,635 @@
+//! `gitwarden-agent doctor` against the real cluster: it names who can still
+//! bypass git through RBAC, with the binding that grants it, and exits
+//! non-zero when anyone unexpected can.
+//!
+//! The shared cluster has no webhook installed here (the webhook's own test
+//! binary checks doctor's webhook and certificate checks with one installed),
+//! so every run also reports the missing configuration: these tests look at
+//! the RBAC findings by check id and subject.
+
+use std::process::Command;
+
+use gitwarden_tests::binaries::binary;
+use gitwarden_tests::webhook::apply;
+use gitwarden_tests::{Identity, TestCluster};
+use serde_json::Value;
+
+/// Runs `gitwarden-agent doctor -o json` with a kubeconfig; (exit code, report).
+fn doctor(kubeconfig: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+    let out = Command::new(binary("gitwarden-agent").unwrap())
+        .arg("doctor")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["-o", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The findings of one check about one subject.
+fn about<'a>(report: &'a Value, check: &str, subject: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check && f["subject"] == subject)
+        .collect()
+}
+
+/// Every check that names `subject`.
+fn checks_naming(report: &Value, subject: &str) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["subject"] == subject)
+        .map(|f| f["check"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A unique lowercase suffix: tests share one cluster.
+fn unique() -> String {
+    format!("{:06}", rand::random::<u32>() % 1_000_000)
+}
+
+/// Cluster-wide RBAC objects a test created, deleted again on drop (also on
+/// a failed assertion).
+struct Cleanup {
+    kubeconfig: std::path::PathBuf,
+    objects: Vec<(String, Option<String>)>,
+}
+
+impl Cleanup {
+    fn new(cluster: &TestCluster) -> Self {
+        Cleanup {
+            kubeconfig: cluster.kubeconfig(Identity::Admin),
+            objects: Vec::new(),
+        }
+    }
+
+    /// Applies a manifest and remembers `kind/name` (in `namespace`) for removal.
+    fn apply(&mut self, manifest: &str, object: &str, namespace: Option<&str>) {
+        self.objects
+            .push((object.to_string(), namespace.map(str::to_string)));
+        apply(&self.kubeconfig, manifest).unwrap();
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (object, namespace) in self.objects.iter().rev() {
+            let mut args = vec!["delete", object.as_str(), "--ignore-not-found"];
+            if let Some(ns) = namespace {
+                args.extend(["-n", ns.as_str()]);
+            }
+            let _ = gitwarden_tests::kubectl::run_kubectl(&self.kubeconfig, &args);
+        }
+    }
+}
+
+fn ensure_system_namespace(cluster: &TestCluster) {
+    apply(
+        &cluster.kubeconfig(Identity::Admin),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n",
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_alice_and_carol_as_cluster_admins_who_can_bypass_git_and_exits_non_zero() {
+    let cluster = TestCluster::shared();
+    let (code, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    for user in ["alice", "carol"] {
+        let subject = format!("User {user}");
+        for check in [
+            "rbac/impersonate",
+            "rbac/agent-token",
+            "rbac/webhook-configuration",
+            "rbac/exec",
+        ] {
+            let found = about(&report, check, &subject);
+            assert_eq!(found.len(), 1, "{check} {subject}: {report:#}");
+            assert_eq!(found[0]["severity"], "critical", "{:#}", found[0]);
+            assert_eq!(
+                found[0]["via"][0],
+                format!("ClusterRoleBinding test-cluster-admin-{user} → ClusterRole cluster-admin"),
+                "{:#}",
+                found[0]
+            );
+        }
+    }
+    // system:masters (admin) cannot be found through RBAC: it is reported as such.
+    let masters: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "rbac/system-masters")
+        .collect();
+    assert_eq!(masters.len(), 1, "{report:#}");
+    assert_eq!(masters[0]["severity"], "warning");
+    // Control-plane components hold some of these rights by design: expected, not critical.
+    let criticals_for_system: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["severity"] == "critical"
+                && f["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("kube-system") || s.starts_with("User system:"))
+        })
+        .collect();
+    assert!(criticals_for_system.is_empty(), "{criticals_for_system:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_granted_only_impersonation_of_service_accounts_is_reported_for_that_alone() {
+    let cluster = TestCluster::shared();
+    let id = unique();
+    let mallory = format!("mallory-{id}");
+    let role = format!("doctor-impersonate-sa-{id}");
+    let mut cleanup = Cleanup::new(cluster);
+    cleanup.apply(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\n\
+             rules:\n  - apiGroups: [\"\"]\n    resources: [serviceaccounts]\n    verbs: [impersonate]\n"
+        ),
+        &format!("clusterrole/{role}"),
+        None,
+    );
+    cleanup.apply(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {role}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+             subjects: [{{kind: User, name: {mallory}, apiGroup: rbac.authorization.k8s.io}}]\n"
+        ),
+        &format!("clusterrolebinding/{role}"),
+        None,
+    );
+    // The right is real: the API server lets mallory act as the agent.
+    let can = cluster.kubectl(
+        Identity::Admin,
+        &[
+            "auth",
+            "can-i",
+            "impersonate",
+            "serviceaccounts",
+            "-n",
+            "gitwarden-system",
+            "--as",
+            &mallory,
+        ],
+    );
+    assert_eq!(can.stdout.trim(), "yes", "{can:?}");
+
+    let (code, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
+    assert_eq!(code, 1);
+    let subject = format!("User {mallory}");
+    let found = about(&report, "rbac/impersonate", &subject);
+    assert_eq!(found.len(), 1, "{report:#}");
+    assert_eq!(found[0]["severity"], "critical");
+    assert_eq!(
+        found[0]["via"][0],
+        format!("ClusterRoleBinding {role} → ClusterRole {role}")
+    );
+    assert_eq!(checks_naming(&report, &subject), ["rbac/impersonate"]);
+
+    // Once the binding is gone, so is the finding.
+    drop(cleanup);
+    let (_, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
+    assert!(checks_naming(&report, &subject).is_empty(), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minting_the_agents_token_is_reported_but_minting_another_service_accounts_is_not() {
+    let cluster = TestCluster::shared();
+    ensure_system_namespace(cluster);
+    let id = unique();
+    let minter = format!("minter-{id}");
+    let other_minter = format!("other-minter-{id}");
+    let agent_role = format!("doctor-agent-token-{id}");
+    let other_role = format!("doctor-other-token-{id}");
+    let mut cleanup = Cleanup::new(cluster);
+    // A ClusterRole bound by a RoleBinding in gitwarden-system ...
+    cleanup.apply(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {agent_role}\n\
+             rules:\n  - apiGroups: [\"\"]\n    resources: [serviceaccounts/token]\n    verbs: [create]\n    resourceNames: [gitwarden-agent]\n"
+        ),
+        &format!("clusterrole/{agent_role}"),
+        None,
+    );
+    cleanup.apply(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {agent_role}\n  namespace: gitwarden-system\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {agent_role}}}\n\
+             subjects: [{{kind: User, name: {minter}, apiGroup: rbac.authorization.k8s.io}}]\n"
+        ),
+        &format!("rolebinding/{agent_role}"),
+        Some("gitwarden-system"),
+    );
+    // ... and a Role there for another service account's token.
+    cleanup.apply(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {other_role}\n  namespace: gitwarden-system\n\
+             rules:\n  - apiGroups: [\"\"]\n    resources: [serviceaccounts/token]\n    verbs: [create]\n    resourceNames: [builder]\n"
+        ),
+        &format!("role/{other_role}"),
+        Some("gitwarden-system"),
+    );
+    cleanup.apply(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {other_role}\n  namespace: gitwarden-system\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {other_role}}}\n\
+             subjects: [{{kind: User, name: {other_minter}, apiGroup: rbac.authorization.k8s.io}}]\n"
+        ),
+        &format!("rolebinding/{other_role}"),
+        Some("gitwarden-system"),
+    );
+    for (user, sa, expected) in [
+        (&minter, "gitwarden-agent", "yes"),
+        (&other_minter, "gitwarden-agent", "no"),
+        (&other_minter, "builder", "yes"),
+    ] {
+        let can = cluster.kubectl(
+            Identity::Admin,
+            &[
+                "auth",
+                "can-i",
+                "create",
+                &format!("serviceaccounts/{sa}"),
+                "--subresource=token",
+                "-n",
+                "gitwarden-system",
+                "--as",
+                user,
+            ],
+        );
+        assert_eq!(can.stdout.trim(), expected, "{user} {sa}: {can:?}");
+    }
+
+    let (code, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
+    assert_eq!(code, 1);
+    let found = about(&report, "rbac/agent-token", &format!("User {minter}"));
+    assert_eq!(found.len(), 1, "{report:#}");
+    assert_eq!(found[0]["severity"], "critical");
+    assert_eq!(
+        found[0]["via"][0],
+        format!("RoleBinding gitwarden-system/{agent_role} → ClusterRole {agent_role}")
+    );
+    assert_eq!(
+        checks_naming(&report, &format!("User {minter}")),
+        ["rbac/agent-token"]
+    );
+    assert!(
+        checks_naming(&report, &format!("User {other_minter}")).is_empty(),
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_that_cannot_read_rbac_is_a_critical_finding_not_a_clean_bill() {
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("doctor-nobody").await.unwrap();
+    let (_, kubeconfig) = cluster
+        .mint_service_account_token(ns.name(), "nobody")
+        .await
+        .unwrap();
+    let (code, report) = doctor(&kubeconfig, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    let read: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "rbac/read")
+        .collect();
+    assert_eq!(read.len(), 1, "{report:#}");
+    assert_eq!(read[0]["severity"], "critical");
+    assert!(
+        read[0]["message"].as_str().unwrap().contains("forbidden"),
+        "{:#}",
+        read[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_does_not_answer_is_critical() {
+    let cluster = TestCluster::shared();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, report) = doctor(
+        &cluster.kubeconfig(Identity::Admin),
+        &["--agent-url", &url, "--timeout", "2s"],
+    );
+    assert_eq!(code, 1);
+    let status: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "agent/status")
+        .collect();
+    assert_eq!(status.len(), 1, "{report:#}");
+    assert_eq!(status[0]["severity"], "critical");
+    assert!(
+        status[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{url}/status")),
+        "{:#}",
+        status[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_report_names_the_subject_and_its_binding() {
+    let cluster = TestCluster::shared();
+    let out = Command::new(binary("gitwarden-agent").unwrap())
+        .arg("doctor")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig(Identity::Admin))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("gitwarden doctor: "), "{text}");
+    assert!(
+        text.contains("CRITICAL  User alice can mint the agent's token"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "via ClusterRoleBinding test-cluster-admin-alice → ClusterRole cluster-admin"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\nWebhook configurations\n"), "{text}");
+}
+
+/// A `gitwarden-agent run` process, killed when dropped.
+struct RunningAgent(std::process::Child);
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=doctor",
+            "-c",
+            "user.email=doctor@example.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("doctor-agent").await.unwrap();
+    // The agent's identity: a real service-account token, admin of its namespace only.
+    let (_, agent_kubeconfig) = cluster
+        .mint_service_account_token(ns.name(), "agent")
+        .await
+        .unwrap();
+    apply(
+        &cluster.kubeconfig(Identity::Admin),
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: agent-admin\n  namespace: {ns}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}\n\
+             subjects: [{{kind: ServiceAccount, name: agent, namespace: {ns}}}]\n",
+            ns = ns.name()
+        ),
+    )
+    .unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.path().join("settings.yaml"),
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {}\ndata:\n  greeting: hello\n",
+            ns.name()
+        ),
+    )
+    .unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "first"]);
+    let commit = git(repo.path(), &["rev-parse", "HEAD"]);
+    let cache = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _agent = RunningAgent(
+        Command::new(binary("gitwarden-agent").unwrap())
+            .arg("run")
+            .arg("--repo")
+            .arg(format!("file://{}", repo.path().display()))
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .arg("--kubeconfig")
+            .arg(&agent_kubeconfig)
+            .args([
+                "--inventory-namespace",
+                ns.name(),
+                "--default-namespace",
+                ns.name(),
+            ])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--leader-elect=false",
+            ])
+            .args(["--interval", "1h", "--health-timeout", "0s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let synced = gitwarden_tests::wait_for(std::time::Duration::from_secs(60), || async {
+        let status: Value = reqwest::get(format!("{url}/status"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        status["lastSuccess"].is_string().then_some(status)
+    })
+    .await;
+    assert!(synced.is_some(), "the agent did not sync within 60s");
+
+    let (_, report) = doctor(&cluster.kubeconfig(Identity::Admin), &["--agent-url", &url]);
+    let agent: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"].as_str().unwrap().starts_with("agent/"))
+        .collect();
+    assert_eq!(agent.len(), 1, "{agent:#?}");
+    assert_eq!(agent[0]["check"], "agent/last-success");
+    assert_eq!(agent[0]["severity"], "info");
+    let message = agent[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("last synced revision {commit}")),
+        "{message}"
+    );
+
+    // A last success older than --agent-max-age is a warning.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, report) = doctor(
+        &cluster.kubeconfig(Identity::Admin),
+        &["--agent-url", &url, "--agent-max-age", "1s"],
+    );
+    let stale: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "agent/last-success")
+        .collect();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0]["severity"], "warning", "{:#}", stale[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_against_the_ca_bundle()
+{
+    use base64::Engine as _;
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("doctor-svc").await.unwrap();
+    let name = format!("doctor-svc-{}", unique());
+    let day = std::time::Duration::from_secs(86_400);
+    let ca = gitwarden_certs::CertificateAuthority::generate("doctor-svc-ca", day).unwrap();
+    let service_dns = format!("gitwarden-webhook.{}.svc", ns.name());
+    let serving = ca.issue_serving_cert(&[&service_dns], &[], day).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret = |cert: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gitwarden-webhook-tls\n  namespace: {}\ntype: kubernetes.io/tls\n\
+             data:\n  tls.crt: {}\n  tls.key: {}\n",
+            ns.name(),
+            b64(cert),
+            b64(&serving.key_pem)
+        )
+    };
+    let admin = cluster.kubeconfig(Identity::Admin);
+    apply(&admin, &secret(&serving.cert_pem)).unwrap();
+    // A configuration that can never affect another test: it fails open and
+    // matches only a resource that does not exist.
+    let mut cleanup = Cleanup::new(cluster);
+    cleanup.apply(
+        &format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
+             webhooks:\n  - name: validate.doctor.example.invalid\n    admissionReviewVersions: [v1]\n    sideEffects: None\n\
+             \x20   failurePolicy: Ignore\n    clientConfig:\n      caBundle: {}\n      service: {{name: gitwarden-webhook, namespace: {}, path: /validate}}\n\
+             \x20   rules: [{{apiGroups: [doctor.example.invalid], apiVersions: [v1], operations: [CREATE], resources: [nothing]}}]\n",
+            b64(ca.cert_pem()),
+            ns.name()
+        ),
+        &format!("validatingwebhookconfiguration/{name}"),
+        None,
+    );
+    let args = [
+        "--webhook-configuration",
+        &name,
+        "--namespace",
+        ns.name(),
+        "--timeout",
+        "2s",
+    ];
+    let certificate_findings = |report: &Value| -> Vec<Value> {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"].as_str().unwrap().starts_with("certificate/"))
+            .cloned()
+            .collect()
+    };
+
+    let (_, report) = doctor(&admin, &args);
+    let certs = certificate_findings(&report);
+    let issuer: Vec<&Value> = certs
+        .iter()
+        .filter(|f| f["check"] == "certificate/ca-bundle")
+        .collect();
+    assert_eq!(issuer.len(), 1, "{certs:#?}");
+    assert_eq!(issuer[0]["severity"], "info", "{:#}", issuer[0]);
+    let message = issuer[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("from Secret {}/gitwarden-webhook-tls", ns.name())),
+        "{message}"
+    );
+    assert!(message.contains(&service_dns), "{message}");
+    // Both certificates expire within a day: warnings, not yet critical.
+    let expiry: Vec<&Value> = certs
+        .iter()
+        .filter(|f| f["check"] == "certificate/expiry")
+        .collect();
+    assert_eq!(expiry.len(), 2, "{certs:#?}");
+    assert!(
+        expiry.iter().all(|f| f["severity"] == "warning"),
+        "{expiry:#?}"
+    );
+
+    // A serving certificate from another CA in the Secret: critical.
+    let stranger = gitwarden_certs::CertificateAuthority::generate("stranger", day).unwrap();
+    let foreign = stranger
+        .issue_serving_cert(&[&service_dns], &[], day)
+        .unwrap();
+    apply(&admin, &secret(&foreign.cert_pem)).unwrap();
+    let (code, report) = doctor(&admin, &args);
+    assert_eq!(code, 1);
+    let bad: Vec<Value> = certificate_findings(&report)
+        .into_iter()
+        .filter(|f| f["check"] == "certificate/ca-bundle" && f["severity"] == "critical")
+        .collect();
+    assert_eq!(bad.len(), 1, "{report:#}");
+    assert!(
+        bad[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("validate.doctor.example.invalid"),
+        "{:#}",
+        bad[0]
+    );
+}
+
+#[test]
+fn a_kubeconfig_that_does_not_exist_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary("gitwarden-agent").unwrap())
+        .arg("doctor")
+        .arg("--kubeconfig")
+        .arg(dir.path().join("missing.kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.kubeconfig"), "{stderr}");
+}
