@@ -396,7 +396,7 @@ mod tests {
     fn a_missing_or_invalid_until_counts_as_closed() {
         let invalid = stamped("soon", "created", &[]);
         assert_eq!(verdict(&invalid, now()), Some(Verdict::Delete));
-        let mut no_until = meta(
+        let no_until = meta(
             &[
                 ("gitwarden.io/break-glass", "INC-1"),
                 ("gitwarden.io/break-glass-at", AT),
@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_label_without_reason_does_not_reopen_a_window_with_stale_stamps() {
-        let mut stale = meta(
+        let stale = meta(
             &[
                 ("gitwarden.io/break-glass-at", AT),
                 ("gitwarden.io/break-glass-until", "2026-11-23T07:00:00Z"),
