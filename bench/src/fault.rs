@@ -195,15 +195,7 @@ fn sibling(name: &str) -> Result<PathBuf> {
 /// client saw has no record or the chain does not verify.
 pub async fn run(opts: Options) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let ca =
-        gitwarden_certs::CertificateAuthority::generate("fault-ca", Duration::from_secs(3600))?;
-    let cert = ca.issue_serving_cert(
-        &["localhost"],
-        &["127.0.0.1".parse()?],
-        Duration::from_secs(3600),
-    )?;
-    std::fs::write(tmp.path().join("tls.crt"), &cert.cert_pem)?;
-    std::fs::write(tmp.path().join("tls.key"), &cert.key_pem)?;
+    let (ca, _, _) = crate::webhook::loopback_tls(tmp.path(), "fault-ca")?;
     let bin = match &opts.webhook_bin {
         Some(p) => p.clone(),
         None => sibling("gitwarden-webhook")?,

@@ -261,18 +261,33 @@ fn print_row(r: &Row) {
     );
 }
 
-pub async fn run(opts: Options) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let ca =
-        gitwarden_certs::CertificateAuthority::generate("bench-ca", Duration::from_secs(3600))?;
+/// A CA named `ca_name` and a serving certificate for 127.0.0.1 signed by
+/// it, written as `dir/tls.crt` and `dir/tls.key` where a webhook started
+/// with `--tls-cert`/`--tls-key` reads them: every bench that runs the real
+/// webhook on loopback needs exactly this.
+pub fn loopback_tls(
+    dir: &std::path::Path,
+    ca_name: &str,
+) -> Result<(
+    gitwarden_certs::CertificateAuthority,
+    std::path::PathBuf,
+    std::path::PathBuf,
+)> {
+    let ca = gitwarden_certs::CertificateAuthority::generate(ca_name, Duration::from_secs(3600))?;
     let cert = ca.issue_serving_cert(
         &["localhost"],
         &["127.0.0.1".parse()?],
         Duration::from_secs(3600),
     )?;
-    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&cert_file, &cert.cert_pem)?;
     std::fs::write(&key_file, &cert.key_pem)?;
+    Ok((ca, cert_file, key_file))
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ca, cert_file, key_file) = loopback_tls(dir.path(), "bench-ca")?;
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?)
         .pool_max_idle_per_host(256)
