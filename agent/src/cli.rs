@@ -107,8 +107,9 @@ pub struct RunArgs {
 /// `sync` settings.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Sync once and exit (the only mode of this subcommand; the continuous loop is not built yet).
-    #[arg(long, default_value_t = true)]
+    /// Accepted for scripts written for other tools: `sync` always syncs
+    /// once and exits (`run` is the continuous loop).
+    #[arg(long, default_value_t = true, hide = true)]
     pub once: bool,
     /// Report format.
     #[arg(long, short = 'o', default_value = "text")]

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
 use gitwarden_manifests::{LoadErrors, ManifestFile, ManifestSet, load};
@@ -140,33 +141,39 @@ impl Pipeline {
 
     /// Fetch, load, apply and prune once.
     pub async fn sync(&self) -> Result<Synced, PipelineError> {
-        let revision = self.fetch().await?;
+        let mut revision = self.fetch().await?;
         let span = tracing::info_span!("sync", commit = %revision.commit, reference = %revision.branch_or_tag);
-        let _enter = span.enter();
-        let set = self.manifests(&revision).await?;
-        let report = self
-            .applier
-            .sync(&set, &revision.commit)
-            .await
-            .map_err(|source| PipelineError::Apply {
-                revision: revision.commit.clone(),
-                source,
-            })?;
-        let url = self
-            .source
-            .lock()
-            .map(|s| s.spec().url.clone())
-            .unwrap_or_default();
-        let health = self.workload_health(&set, &report).await;
-        Ok(Synced {
-            source: url,
-            commit: revision.commit,
-            signer: revision
-                .signer
-                .map(|s| format!("{} ({})", s.principal, s.key_fingerprint)),
-            report,
-            health,
-        })
+        async move {
+            let set = self.manifests(&revision).await?;
+            // The files' bytes are not needed once loaded; with thousands of
+            // objects they are megabytes the rest of the sync would hold.
+            revision.files = Vec::new();
+            let report = self
+                .applier
+                .sync(&set, &revision.commit)
+                .await
+                .map_err(|source| PipelineError::Apply {
+                    revision: revision.commit.clone(),
+                    source,
+                })?;
+            let url = self
+                .source
+                .lock()
+                .map(|s| s.spec().url.clone())
+                .unwrap_or_default();
+            let health = self.workload_health(&set, &report).await;
+            Ok(Synced {
+                source: url,
+                commit: revision.commit,
+                signer: revision
+                    .signer
+                    .map(|s| format!("{} ({})", s.principal, s.key_fingerprint)),
+                report,
+                health,
+            })
+        }
+        .instrument(span)
+        .await
     }
 
     /// Waits (bounded) for the workloads this sync created or changed to be

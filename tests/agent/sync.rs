@@ -273,3 +273,58 @@ async fn a_role_and_its_binding_added_in_one_commit_are_applied_with_the_shipped
     ]);
     assert_eq!(bound.expect_success(), "deployer");
 }
+
+/// `count` ConfigMaps in one file: more of one kind in one namespace than
+/// the plan reads one by one, so the agent reads their live state with a
+/// LIST.
+fn many_config_maps(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\n  namespace: NAMESPACE\ndata:\n  index: \"{i}\"\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_of_many_objects_read_by_one_list_rewrites_only_what_changed_outside_git() {
+    let s = AgentSetup::new("agent-many").await;
+    s.commit(&[("app/many.yaml", &many_config_maps(40))], "many");
+    let first = s.sync();
+    assert_eq!(first["report"]["writeRequests"], 41, "{first}");
+    s.kubectl(&[
+        "patch",
+        "configmap",
+        "cm-07",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"index":"changed"}}"#,
+    ])
+    .expect_success();
+    s.kubectl(&["delete", "configmap", "cm-21"])
+        .expect_success();
+
+    let again = s.sync();
+    let object = |name: &str| format!("v1 ConfigMap {}/{name}", s.ns());
+    let changed: Vec<(String, String)> = actions(&again)
+        .into_iter()
+        .filter(|(_, action)| action != "unchanged")
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (object("cm-07"), "configured".to_string()),
+            (object("cm-21"), "created".to_string())
+        ],
+        "{again}"
+    );
+    assert_eq!(
+        s.kubectl(&["get", "configmap", "cm-07", "-o", "jsonpath={.data.index}"])
+            .expect_success(),
+        "7"
+    );
+    s.kubectl(&["get", "configmap", "cm-21"]).expect_success();
+    let third = s.sync();
+    assert_eq!(third["report"]["writeRequests"], 0, "{third}");
+}

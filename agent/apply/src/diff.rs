@@ -9,7 +9,7 @@ use crate::apply::Applier;
 use crate::dry_run::{dry_run_one, message};
 use crate::error::{ObjectError, SyncError};
 use crate::prune::{candidates, refusal};
-use gitwarden_manifests::{Location, ManifestSet, ObjectRef, prepare_for_apply};
+use gitwarden_manifests::{Location, ManifestSet, ObjectRef};
 use gitwarden_shared::names::{PRUNE, PRUNE_DISABLED};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -125,9 +125,10 @@ async fn diff_inner(applier: &Applier, set: &ManifestSet) -> Result<Diff, SyncEr
             result.create.push(creation());
             continue;
         };
+        let body = crate::body::ApplyBody::new(manifest);
         let target = crate::dry_run::Target {
             manifest,
-            body: prepare_for_apply(manifest),
+            body: &body,
             api,
         };
         match dry_run_one(&ctx, &target).await {

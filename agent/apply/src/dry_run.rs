@@ -5,21 +5,22 @@
 //! dry-run apply runs all of them and persists nothing, so a revision with
 //! one bad object can be refused as a whole.
 
+use crate::body::ApplyBody;
 use crate::error::ObjectError;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::Manifest;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DynamicObject;
-use serde_json::Value;
 
 /// One object ready to be sent: its manifest, body and API.
 #[derive(Clone)]
 pub(crate) struct Target<'a> {
     /// The manifest, for its identity and location.
     pub manifest: &'a Manifest,
-    /// The body to apply ([`gitwarden_manifests::prepare_for_apply`]).
-    pub body: Value,
+    /// The body to apply, borrowed from the plan: a sync of thousands of
+    /// objects must not copy each body for every list of targets.
+    pub body: &'a ApplyBody,
     /// The API addressing the object.
     pub api: Api<DynamicObject>,
 }
@@ -42,16 +43,26 @@ pub(crate) async fn dry_run_one(
     let params = PatchParams::apply(&ctx.field_manager).force().dry_run();
     target
         .api
-        .patch(&target.manifest.name, &params, &Patch::Apply(&target.body))
+        .patch(
+            &target.manifest.name,
+            &params,
+            &Patch::Apply(target.body.json()),
+        )
         .await
 }
 
 /// Dry-runs every target (bounded concurrency) and returns every refusal,
 /// sorted by location; empty when all passed.
-pub(crate) async fn dry_run_all(ctx: &SyncContext, targets: &[Target<'_>]) -> Vec<ObjectError> {
+///
+/// Targets are taken from an iterator as requests go out, so only as many
+/// exist at once as run at once, not one per object of the revision.
+pub(crate) async fn dry_run_all<'a>(
+    ctx: &SyncContext,
+    targets: impl IntoIterator<Item = Target<'a>>,
+) -> Vec<ObjectError> {
     let mut errors: Vec<ObjectError> = futures::stream::iter(targets)
         .map(|target| async move {
-            dry_run_one(ctx, target)
+            dry_run_one(ctx, &target)
                 .await
                 .err()
                 .map(|error| ObjectError {

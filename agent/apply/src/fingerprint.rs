@@ -15,8 +15,13 @@ use sha2::{Digest, Sha256};
 /// `serde_json` serialises an object's keys in a fixed order, so the same
 /// manifest always gives the same hash.
 pub fn manifest_hash(body: &Value) -> String {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    hash_json(&serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// The SHA-256 (hex) of a body already serialised the way
+/// [`manifest_hash`] serialises it.
+pub(crate) fn hash_json(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A digest of the fields `manager` owns through server-side apply, empty

@@ -9,6 +9,7 @@
 //! [`RequestCounter`] proves how many writes it did.
 
 mod apply;
+mod body;
 mod break_glass;
 mod counter;
 mod diff;

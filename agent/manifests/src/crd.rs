@@ -45,7 +45,8 @@ pub struct CrdInfo {
 impl CrdInfo {
     /// Reads a CRD manifest; the messages say what is missing or malformed.
     pub(crate) fn parse(manifest: &Manifest) -> Result<Self, Vec<String>> {
-        let spec = manifest.object.data.get("spec");
+        let spec = manifest.field("spec");
+        let spec = spec.as_ref();
         let mut problems = Vec::new();
         let mut text = |path: &[&str], name: &str| -> String {
             match lookup(spec, path).and_then(Value::as_str) {

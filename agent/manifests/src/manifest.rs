@@ -5,20 +5,31 @@ use crate::location::Location;
 use crate::object_ref::ObjectRef;
 use crate::scope::Scope;
 use gitwarden_shared::names::{PRUNE, PRUNE_DISABLED};
-use kube::core::{DynamicObject, GroupVersionKind};
+use kube::core::{GroupVersionKind, ObjectMeta};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 /// One object from git, validated, with where it came from.
 ///
 /// The parsed fields (`gvk`, `name`, `namespace`) duplicate the object's so
 /// that ordering, scope resolution and inventory never have to re-parse or
 /// handle a missing field: load guarantees them.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Everything but `metadata` is kept as the compact JSON text it parsed
+/// from rather than as a `serde_json::Value` tree: a tree's maps cost about
+/// 600 bytes each however few keys they hold, and an agent holding a
+/// revision of 5,000 objects would spend most of its memory on them. Only
+/// preparing the apply body and reading a CRD look inside.
+#[derive(Debug, Clone)]
 pub struct Manifest {
     /// Where the object is written (its document, or its List item).
     pub location: Location,
-    /// The object as written in git, with `types` always set. Its
-    /// `metadata.namespace` follows `namespace` after scope resolution.
-    pub object: DynamicObject,
+    /// The object's metadata as written in git. Its `namespace` follows
+    /// `namespace` after scope resolution.
+    pub metadata: ObjectMeta,
+    /// The object's other fields (`spec`, `data`, `rules`, ...), without
+    /// `apiVersion`, `kind` and `metadata`, as a JSON object.
+    content: Box<RawValue>,
     /// The object's group, version and kind, from its `apiVersion` and `kind`.
     pub gvk: GroupVersionKind,
     /// `metadata.name` (always present: gitwarden refuses `generateName`).
@@ -31,7 +42,64 @@ pub struct Manifest {
     pub scope: Option<Scope>,
 }
 
+impl PartialEq for Manifest {
+    fn eq(&self, other: &Self) -> bool {
+        self.location == other.location
+            && self.metadata == other.metadata
+            && self.content.get() == other.content.get()
+            && self.gvk == other.gvk
+            && self.name == other.name
+            && self.namespace == other.namespace
+            && self.scope == other.scope
+    }
+}
+
 impl Manifest {
+    /// A manifest whose fields load has checked; `content` holds the
+    /// object's fields other than `apiVersion`, `kind` and `metadata`.
+    pub(crate) fn new(
+        location: Location,
+        gvk: GroupVersionKind,
+        name: String,
+        namespace: Option<String>,
+        metadata: ObjectMeta,
+        content: &Map<String, Value>,
+    ) -> Self {
+        let content = serde_json::value::to_raw_value(content)
+            // A map with string keys always serialises.
+            .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).unwrap_or_default());
+        Self {
+            location,
+            metadata,
+            content,
+            gvk,
+            name,
+            namespace,
+            scope: None,
+        }
+    }
+
+    /// The object's fields other than `apiVersion`, `kind` and `metadata`
+    /// (parsed on each call: callers read it once per sync).
+    pub fn content(&self) -> Map<String, Value> {
+        serde_json::from_str(self.content.get()).unwrap_or_default()
+    }
+
+    /// One top-level field of the object (`spec`, `data`, ...).
+    pub fn field(&self, name: &str) -> Option<Value> {
+        self.content().remove(name)
+    }
+
+    /// The `apiVersion` as written: `group/version`, or `version` for the
+    /// core group.
+    pub fn api_version(&self) -> String {
+        if self.gvk.group.is_empty() {
+            self.gvk.version.clone()
+        } else {
+            format!("{}/{}", self.gvk.group, self.gvk.version)
+        }
+    }
+
     /// The object's identity, as the agent records it in its inventory.
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef::new(&self.gvk, self.namespace.as_deref(), &self.name)
@@ -40,8 +108,7 @@ impl Manifest {
     /// Whether git asks never to prune this object
     /// (`gitwarden.io/prune: disabled`), for example a namespace holding data.
     pub fn prune_disabled(&self) -> bool {
-        self.object
-            .metadata
+        self.metadata
             .annotations
             .as_ref()
             .and_then(|annotations| annotations.get(PRUNE))

@@ -38,15 +38,13 @@ pub fn prepare_for_apply(manifest: &Manifest) -> Value {
         Value::String(manifest.object_ref().api_version()),
     );
     body.insert("kind".to_owned(), Value::String(manifest.gvk.kind.clone()));
-    if let Value::Object(data) = &manifest.object.data {
-        for (key, value) in data {
-            if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status") {
-                body.insert(key.clone(), value.clone());
-            }
+    for (key, value) in manifest.content() {
+        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status") {
+            body.insert(key, value);
         }
     }
 
-    let mut metadata = match serde_json::to_value(&manifest.object.metadata) {
+    let mut metadata = match serde_json::to_value(&manifest.metadata) {
         Ok(Value::Object(metadata)) => metadata,
         // ObjectMeta always serialises to a JSON object; keep the essentials
         // rather than fail if that ever changes.

@@ -147,7 +147,7 @@ impl ManifestSet {
         if errors.is_empty() {
             for (manifest, (scope, namespace)) in self.manifests.iter_mut().zip(resolved) {
                 manifest.scope = Some(scope);
-                manifest.object.metadata.namespace = namespace.clone();
+                manifest.metadata.namespace = namespace.clone();
                 manifest.namespace = namespace;
             }
         }

@@ -11,7 +11,7 @@ use crate::load::RawObject;
 use crate::location::Location;
 use crate::manifest::Manifest;
 use crate::object_ref::ObjectRef;
-use kube::core::{DynamicObject, GroupVersionKind, ObjectMeta, TypeMeta};
+use kube::core::{GroupVersionKind, ObjectMeta};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -343,27 +343,19 @@ pub(crate) fn object(
     };
 
     match (gvk, name, api_version, object_meta) {
-        (Some(gvk), Some(name), Some(api_version), Some(metadata)) if problems.is_empty() => {
-            let mut data = map.clone();
-            data.remove("apiVersion");
-            data.remove("kind");
-            data.remove("metadata");
-            let object = DynamicObject {
-                types: Some(TypeMeta {
-                    api_version: api_version.to_owned(),
-                    kind: gvk.kind.clone(),
-                }),
-                metadata,
-                data: Value::Object(data),
-            };
-            Ok(Manifest {
-                location: raw.location.clone(),
-                object,
-                name: name.to_owned(),
-                namespace,
+        (Some(gvk), Some(name), Some(_), Some(metadata)) if problems.is_empty() => {
+            let mut content = map.clone();
+            content.remove("apiVersion");
+            content.remove("kind");
+            content.remove("metadata");
+            Ok(Manifest::new(
+                raw.location.clone(),
                 gvk,
-                scope: None,
-            })
+                name.to_owned(),
+                namespace,
+                metadata,
+                &content,
+            ))
         }
         _ => Err(problems
             .into_iter()

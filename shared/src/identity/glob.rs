@@ -12,6 +12,9 @@
 ///
 /// Both must have the same number of `:`-separated segments.
 pub(crate) fn matches(pattern: &str, text: &str) -> bool {
+    if !is_glob(pattern) {
+        return pattern == text;
+    }
     let mut patterns = pattern.split(':');
     let mut texts = text.split(':');
     loop {
@@ -39,14 +42,18 @@ pub(crate) fn is_only_wildcards(pattern: &str) -> bool {
 /// Classic wildcard matching of one segment, linear in practice: on a mismatch
 /// only the most recent `*` is widened, which is enough because an earlier `*`
 /// can never help a later literal match.
+///
+/// Works on bytes, without allocating (it runs for every admission request):
+/// `*` is ASCII, and in UTF-8 a literal character can only match where a
+/// character starts in the text, so byte-wise and character-wise matching
+/// agree.
 fn segment_matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     // Position of the last `*` seen and of the text it currently ends at.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
         } else if pi < p.len() && p[pi] == t[ti] {
@@ -60,12 +67,20 @@ fn segment_matches(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_star_matches_characters_outside_ascii_as_one_run() {
+        assert!(matches("user:é*ü", "user:éaßü"));
+        assert!(matches("user:*ß", "user:ßß"));
+        assert!(!matches("user:é*ü", "user:eaü"));
+        assert!(!matches("user:*ü", "user:üx"));
+    }
 
     #[test]
     fn a_literal_pattern_matches_only_itself() {

@@ -53,7 +53,7 @@ fn json_file_with_one_object_loads() {
     let set = load_ok(&[("cm.json", text)]);
     assert_eq!(names(&set), ["ConfigMap/a"]);
     assert_eq!(set.manifests[0].namespace.as_deref(), Some("ns"));
-    assert_eq!(set.manifests[0].object.data["data"]["k"], "v");
+    assert_eq!(set.manifests[0].content()["data"]["k"], "v");
 }
 
 #[test]
@@ -331,26 +331,28 @@ fn invalid_utf8_names_the_line() {
 fn yaml_anchors_and_merge_keys_are_resolved() {
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: &l\n    team: a\ndata:\n  <<: {x: \"1\"}\n  y: \"2\"\n";
     let set = load_ok(&[("x.yaml", text)]);
-    assert_eq!(set.manifests[0].object.data["data"]["x"], "1");
+    assert_eq!(set.manifests[0].content()["data"]["x"], "1");
 }
 
 #[test]
-fn types_are_set_on_the_dynamic_object() {
+fn api_version_and_kind_are_kept_outside_the_content() {
     let set = load_ok(&[(
         "x.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec: {}\nstatus: {}\n",
     )]);
     let manifest = &set.manifests[0];
-    let types = manifest.object.types.as_ref().unwrap();
     assert_eq!(
-        (types.api_version.as_str(), types.kind.as_str()),
+        (manifest.api_version().as_str(), manifest.gvk.kind.as_str()),
         ("apps/v1", "Deployment")
     );
     assert_eq!(
         (manifest.gvk.group.as_str(), manifest.gvk.version.as_str()),
         ("apps", "v1")
     );
-    assert!(manifest.object.data.get("metadata").is_none());
+    let content = manifest.content();
+    assert!(content.get("metadata").is_none());
+    assert!(content.get("apiVersion").is_none() && content.get("kind").is_none());
+    assert_eq!(content.get("spec"), Some(&serde_json::json!({})));
 }
 
 #[test]

@@ -50,10 +50,7 @@ fn namespaced_objects_without_namespace_get_the_default() {
         .map(|m| m.namespace.as_deref())
         .collect();
     assert_eq!(namespaces, [Some("apps"), Some("team")]);
-    assert_eq!(
-        set.manifests[0].object.metadata.namespace.as_deref(),
-        Some("apps")
-    );
+    assert_eq!(set.manifests[0].metadata.namespace.as_deref(), Some("apps"));
     assert_eq!(set.manifests[0].scope, Some(Scope::Namespaced));
 }
 
