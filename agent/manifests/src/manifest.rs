@@ -90,16 +90,6 @@ impl Manifest {
         self.content().remove(name)
     }
 
-    /// The `apiVersion` as written: `group/version`, or `version` for the
-    /// core group.
-    pub fn api_version(&self) -> String {
-        if self.gvk.group.is_empty() {
-            self.gvk.version.clone()
-        } else {
-            format!("{}/{}", self.gvk.group, self.gvk.version)
-        }
-    }
-
     /// The object's identity, as the agent records it in its inventory.
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef::new(&self.gvk, self.namespace.as_deref(), &self.name)

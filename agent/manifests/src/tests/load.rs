@@ -342,7 +342,10 @@ fn api_version_and_kind_are_kept_outside_the_content() {
     )]);
     let manifest = &set.manifests[0];
     assert_eq!(
-        (manifest.api_version().as_str(), manifest.gvk.kind.as_str()),
+        (
+            manifest.object_ref().api_version().as_str(),
+            manifest.gvk.kind.as_str()
+        ),
         ("apps/v1", "Deployment")
     );
     assert_eq!(
