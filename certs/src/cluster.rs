@@ -39,6 +39,7 @@ use serde_json::json;
 use crate::bundle;
 use crate::inspect::{CertInfo, format_time};
 use crate::rotation::{Lifetimes, Plan, Step, Stored, Wanted, plan};
+use crate::webhooks::WebhookConfiguration;
 use crate::{CertError, CertificateAuthority, ServingCert};
 
 /// The field manager of every write this module makes, so `managedFields`
@@ -277,13 +278,6 @@ pub async fn reconcile(
             &material.bundle_pem,
             options,
             &mut report,
-            |c| {
-                c.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
-                    .collect()
-            },
         )
         .await?;
     }
@@ -294,13 +288,6 @@ pub async fn reconcile(
             &material.bundle_pem,
             options,
             &mut report,
-            |c| {
-                c.webhooks
-                    .iter()
-                    .flatten()
-                    .map(|w| (w.name.clone(), w.client_config.ca_bundle.clone()))
-                    .collect()
-            },
         )
         .await?;
     }
@@ -517,10 +504,10 @@ async fn inject<K>(
     bundle_pem: &str,
     options: Options,
     report: &mut Report,
-    entries: impl Fn(&K) -> Vec<(String, Option<ByteString>)>,
 ) -> Result<(), ClusterError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    K: WebhookConfiguration
+        + Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -539,16 +526,21 @@ where
     let encoded = base64::engine::general_purpose::STANDARD.encode(bundle_pem);
     let mut ops = Vec::new();
     let mut names = Vec::new();
-    for (index, (entry, current)) in entries(&config).into_iter().enumerate() {
-        let current_text = current
+    for (index, entry) in config.entries().into_iter().enumerate() {
+        let current_text = entry
+            .client_config
+            .ca_bundle
+            .as_ref()
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
             .unwrap_or_default();
         if bundle::same_certificates(&current_text, bundle_pem) {
             continue;
         }
-        ops.push(json!({"op": "test", "path": format!("/webhooks/{index}/name"), "value": entry}));
+        ops.push(
+            json!({"op": "test", "path": format!("/webhooks/{index}/name"), "value": entry.name}),
+        );
         ops.push(json!({"op": "add", "path": format!("/webhooks/{index}/clientConfig/caBundle"), "value": encoded}));
-        names.push(entry);
+        names.push(entry.name);
     }
     if ops.is_empty() {
         return Ok(());

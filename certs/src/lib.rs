@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod inspect;
 pub mod rotation;
 pub mod verify;
+pub mod webhooks;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};

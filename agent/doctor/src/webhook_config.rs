@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use gitwarden_certs::webhooks::WebhookConfiguration;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhookConfiguration,
-    WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
@@ -24,73 +23,10 @@ const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// plane's own, which gitwarden never protects.
 const CONTROL_PLANE_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
 
-/// One webhook entry of either configuration kind, as the checks need it.
-#[derive(Debug, Clone, Copy)]
-pub struct Entry<'a> {
-    /// `ValidatingWebhookConfiguration` or `MutatingWebhookConfiguration`.
-    pub kind: &'static str,
-    /// The configuration's name.
-    pub config: &'a str,
-    /// The entry's name (`validate.gitwarden.io`).
-    pub name: &'a str,
-    /// `Fail` or `Ignore` (the API's default, `Fail`, when unset).
-    pub failure_policy: &'a str,
-    /// Which namespaces' objects are sent.
-    pub namespace_selector: Option<&'a LabelSelector>,
-    /// Which objects are sent.
-    pub object_selector: Option<&'a LabelSelector>,
-    /// Which requests are sent.
-    pub rules: &'a [RuleWithOperations],
-    /// Where and with which CA they are sent.
-    pub client_config: &'a WebhookClientConfig,
-}
-
-impl Entry<'_> {
-    /// `ValidatingWebhookConfiguration gitwarden, entry validate.gitwarden.io`.
-    pub fn describe(&self) -> String {
-        format!("{} {}, entry {}", self.kind, self.config, self.name)
-    }
-}
-
-/// The entries of a ValidatingWebhookConfiguration.
-pub fn validating_entries(config: &ValidatingWebhookConfiguration) -> Vec<Entry<'_>> {
-    let name = config.metadata.name.as_deref().unwrap_or("?");
-    config
-        .webhooks
-        .iter()
-        .flatten()
-        .map(|w| Entry {
-            kind: "ValidatingWebhookConfiguration",
-            config: name,
-            name: &w.name,
-            failure_policy: w.failure_policy.as_deref().unwrap_or("Fail"),
-            namespace_selector: w.namespace_selector.as_ref(),
-            object_selector: w.object_selector.as_ref(),
-            rules: w.rules.as_deref().unwrap_or_default(),
-            client_config: &w.client_config,
-        })
-        .collect()
-}
-
-/// The entries of a MutatingWebhookConfiguration.
-pub fn mutating_entries(config: &MutatingWebhookConfiguration) -> Vec<Entry<'_>> {
-    let name = config.metadata.name.as_deref().unwrap_or("?");
-    config
-        .webhooks
-        .iter()
-        .flatten()
-        .map(|w| Entry {
-            kind: "MutatingWebhookConfiguration",
-            config: name,
-            name: &w.name,
-            failure_policy: w.failure_policy.as_deref().unwrap_or("Fail"),
-            namespace_selector: w.namespace_selector.as_ref(),
-            object_selector: w.object_selector.as_ref(),
-            rules: w.rules.as_deref().unwrap_or_default(),
-            client_config: &w.client_config,
-        })
-        .collect()
-}
+/// One webhook entry of either configuration kind, as the checks need it
+/// (shared with `gitwarden-certs`, which injects the CA bundle into the same
+/// entries).
+pub use gitwarden_certs::webhooks::WebhookEntry as Entry;
 
 /// The labels every namespace called `name` carries.
 fn name_labels(name: &str) -> BTreeMap<String, String> {
@@ -305,12 +241,12 @@ impl Configurations {
         let mut all = self
             .validating
             .as_ref()
-            .map(validating_entries)
+            .map(WebhookConfiguration::entries)
             .unwrap_or_default();
         all.extend(
             self.mutating
                 .as_ref()
-                .map(mutating_entries)
+                .map(WebhookConfiguration::entries)
                 .unwrap_or_default(),
         );
         all
@@ -394,7 +330,7 @@ pub async fn check(
             format!("ValidatingWebhookConfiguration {name} exists"),
         ));
         out.extend(check_validating(
-            &validating_entries(validating),
+            &validating.entries(),
             &namespaces,
             system_namespace,
         ));
@@ -430,7 +366,7 @@ mod tests {
         let config = shipped_from(include_str!(
             "../../../deploy/base/webhook-configuration.yaml"
         ));
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert!(out.iter().all(|f| f.severity == Severity::Info), "{out:#?}");
     }
 
@@ -456,14 +392,14 @@ mod tests {
     #[test]
     fn the_shipped_configuration_passes_every_check() {
         let config = shipped();
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert!(out.iter().all(|f| f.severity == Severity::Info), "{out:#?}");
     }
 
     #[test]
     fn the_system_entry_is_recognised_by_its_selector() {
         let config = shipped();
-        let entries = validating_entries(&config);
+        let entries = &config.entries();
         assert!(!is_system_entry(&entries[0], "gitwarden-system"));
         assert!(is_system_entry(&entries[1], "gitwarden-system"));
     }
@@ -472,7 +408,7 @@ mod tests {
     fn ignore_on_the_protecting_entry_is_critical_and_named() {
         let mut config = shipped();
         config.webhooks.as_mut().unwrap()[0].failure_policy = Some("Ignore".into());
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         let f = out
             .iter()
             .find(|f| f.check == "webhook/failure-policy")
@@ -486,7 +422,7 @@ mod tests {
     fn fail_on_the_system_entry_is_a_warning() {
         let mut config = shipped();
         config.webhooks.as_mut().unwrap()[1].failure_policy = Some("Fail".into());
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert_eq!(
             worst(&out, "webhook/system-namespace"),
             Some(Severity::Warning)
@@ -500,7 +436,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"matchLabels": {"protected": "yes"}}))
                 .unwrap(),
         );
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert_eq!(
             worst(&out, "webhook/namespace-selector"),
             Some(Severity::Critical)
@@ -515,7 +451,7 @@ mod tests {
                 "operator": "NotIn", "values": ["kube-system", "gitwarden-system", "team-a"]}]}))
             .unwrap(),
         );
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         let f = out
             .iter()
             .find(|f| f.check == "webhook/namespace-selector")
@@ -535,7 +471,7 @@ mod tests {
             .unwrap(),
         );
         entry.rules.as_mut().unwrap()[0].resources = Some(vec!["*".into()]);
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert_eq!(
             worst(&out, "webhook/object-selector"),
             Some(Severity::Warning)
@@ -547,7 +483,7 @@ mod tests {
     fn an_unset_failure_policy_is_fail() {
         let mut config = shipped();
         config.webhooks.as_mut().unwrap()[0].failure_policy = None;
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert_eq!(worst(&out, "webhook/failure-policy"), Some(Severity::Info));
     }
 
@@ -555,7 +491,7 @@ mod tests {
     fn a_configuration_without_a_protecting_entry_is_critical() {
         let mut config = shipped();
         config.webhooks.as_mut().unwrap().remove(0);
-        let out = check_validating(&validating_entries(&config), &cluster(), "gitwarden-system");
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert_eq!(worst(&out, "webhook/coverage"), Some(Severity::Critical));
     }
 }
