@@ -53,6 +53,51 @@ pub const FIRST_SEQ: u64 = 1;
 /// How many hex characters of the hash go into a record id.
 const ID_HASH_CHARS: usize = 8;
 
+/// Why the agent reports an action of its own to the audit log: a closed
+/// list, so that a caller cannot write arbitrary reasons into the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentReportReason {
+    /// An admission-configuration object that is not in git (and not allowed
+    /// by the policy) was deleted.
+    AdmissionObjectNotInGit,
+}
+
+impl AgentReportReason {
+    /// The stable code (also the serde form), recorded as the reason.
+    pub const fn code(self) -> &'static str {
+        match self {
+            AgentReportReason::AdmissionObjectNotInGit => "admission_object_not_in_git",
+        }
+    }
+}
+
+/// What the agent sends to the webhook's `POST /audit/events` so that an
+/// action no webhook could see (deleting an admission-configuration object)
+/// lands in the one durable, hash-chained log. Who did it is not part of the
+/// report: the webhook takes it from the caller's authenticated token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentReport {
+    /// Why.
+    pub reason: AgentReportReason,
+    /// A sentence for people reading the log.
+    pub message: String,
+    /// The operation the agent carried out (`DELETE`).
+    pub operation: String,
+    /// The object's API group.
+    pub group: String,
+    /// The object's API version.
+    pub version: String,
+    /// The object's plural resource name.
+    pub resource: String,
+    /// The object's namespace, for namespaced objects.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The object's name.
+    pub name: String,
+}
+
 /// Why a request was recorded: the log holds only the requests someone may
 /// have to answer for later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,6 +107,10 @@ pub enum AuditDecision {
     Denied,
     /// The change was allowed as an emergency, outside git, for a bounded time.
     BreakGlass,
+    /// The agent undid something no webhook could refuse: an object of the
+    /// admission chain that is not in git was deleted. Reported to the
+    /// webhook by the agent, so the one durable log holds it too.
+    Removed,
 }
 
 impl AuditDecision {
@@ -71,6 +120,7 @@ impl AuditDecision {
         match self {
             AuditDecision::Denied => "denied",
             AuditDecision::BreakGlass => "break-glass",
+            AuditDecision::Removed => "removed",
         }
     }
 }

@@ -13,23 +13,33 @@
 //! Decision order, first match wins:
 //!
 //! 0. `CREATE serviceaccounts/token` for the agent's service account: deny
-//!    unless the requester is a node. Before dry-run, because a dry-run
-//!    TokenRequest still returns a signed token.
+//!    unless the requester is a node; for an exempt service account: deny
+//!    unless the requester is a node or itself exempt. Before dry-run,
+//!    because a dry-run TokenRequest still returns a signed token.
 //! 1. Dry-run: allow, not audited (they change nothing; `kubectl diff`).
 //! 2. The agent: allow.
 //! 3. Exempt identities (system components): allow.
-//! 4. Exempt resources (events, leases, reviews): allow.
-//! 5. Not protected (namespace out of scope and no managed-by label on the
+//! 4. Confinement, in every namespace: a Pod, pod template or legacy token
+//!    Secret that would run as (or hand out) an exempt identity or the
+//!    agent, or a Pod that reaches its node: deny (`confinement`).
+//! 5. gitwarden's own control objects (`gitwarden_objects`): deny, with
+//!    their own reasons for break-glass and for exec/attach/port-forward;
+//!    neither the namespace scope nor exempt resources apply to them.
+//! 6. Exempt resources (reviews; events and leases written by service
+//!    accounts): allow.
+//! 7. Not protected (namespace out of scope and no managed-by label on the
 //!    new or the old object): allow. Cluster-scoped objects, `namespaces`
 //!    included, are always in scope. Subresources are judged like their
 //!    parent resource.
-//! 6. Break-glass, when the object (the live object for DELETE) carries a
+//! 8. Break-glass, when the object (the live object for DELETE) carries a
 //!    `gitwarden.io/break-glass` reason: allow with a warning and an audit
 //!    record, or deny saying which rule failed (the rules are in the
 //!    `break_glass` submodule: new window, open window, DELETE).
-//! 7. Everything else: deny, audited, saying where the change must go.
+//! 9. Everything else: deny, audited, saying where the change must go.
 
 mod break_glass;
+mod confinement;
+mod gitwarden_objects;
 mod messages;
 mod patch;
 mod request;
@@ -95,16 +105,34 @@ pub enum Reason {
     /// Denied: a DELETE under a break-glass reason that never opened a
     /// window; the live object must be annotated first.
     BreakGlassDeleteWithoutWindow,
+    /// Denied: the request would run as, or hand out a token of, an exempt
+    /// identity or the agent (a Pod, a pod template, a legacy token Secret,
+    /// a TokenRequest), in any namespace.
+    BorrowedIdentity,
+    /// Denied: the request would run a Pod that reaches its node
+    /// (privileged, host namespaces, hostPath, node-level capabilities).
+    NodeAccess,
+    /// Denied: break-glass on one of gitwarden's own control objects (its
+    /// policy, admission chain, workloads, RBAC, inventory, Leases,
+    /// Secrets); changing gitwarden is a commit.
+    BreakGlassOnGitwarden,
+    /// Denied: exec, attach or port-forward into gitwarden's own Pods, which
+    /// hold its credentials.
+    GitwardenPodAccess,
 }
 
 impl Reason {
     /// Every reason, in decision-table order (for metrics registration and
     /// exhaustive tests).
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 19] = [
         Reason::AgentTokenMint,
         Reason::DryRun,
         Reason::Agent,
         Reason::ExemptIdentity,
+        Reason::BorrowedIdentity,
+        Reason::NodeAccess,
+        Reason::GitwardenPodAccess,
+        Reason::BreakGlassOnGitwarden,
         Reason::ExemptResource,
         Reason::UnprotectedNamespace,
         Reason::BreakGlass,
@@ -136,6 +164,10 @@ impl Reason {
             Reason::BreakGlassExpired => "break_glass_expired",
             Reason::BreakGlassNotStamped => "break_glass_not_stamped",
             Reason::BreakGlassDeleteWithoutWindow => "break_glass_delete_without_window",
+            Reason::BorrowedIdentity => "borrowed_identity",
+            Reason::NodeAccess => "node_access",
+            Reason::BreakGlassOnGitwarden => "break_glass_on_gitwarden",
+            Reason::GitwardenPodAccess => "gitwarden_pod_access",
         }
     }
 
@@ -241,8 +273,25 @@ pub fn decide(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Times
     let view = RequestView::new(req);
     let requester = &view.requester;
 
-    if view.mints_token_for(&policy.agent) && !requester.in_group(NODES_GROUP) {
-        return Decision::deny(Reason::AgentTokenMint, messages::agent_token_mint(&view));
+    if let Some((namespace, name)) = view.token_request_target() {
+        let node = requester.in_group(NODES_GROUP);
+        if policy.agent.covers_service_account(namespace, name) && !node {
+            return Decision::deny(Reason::AgentTokenMint, messages::agent_token_mint(&view));
+        }
+        if policy.exempt.covers_service_account(namespace, name)
+            && !node
+            && policy.exempt.matches(requester).is_none()
+        {
+            let breach = confinement::Breach::BorrowedIdentity {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                route: confinement::Route::TokenRequest,
+            };
+            return Decision::deny(
+                Reason::BorrowedIdentity,
+                messages::confinement(policy, &view, &breach),
+            );
+        }
     }
     if req.dry_run {
         return Decision::allow(
@@ -268,7 +317,31 @@ pub fn decide(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Times
             ),
         );
     }
-    if let Some(rule) = policy.exempt_resource(&view.group, &view.resource, view.subresource()) {
+    if let Some(breach) = confinement::breach(policy, &view) {
+        let reason = match breach {
+            confinement::Breach::BorrowedIdentity { .. } => Reason::BorrowedIdentity,
+            confinement::Breach::NodeAccess(_) => Reason::NodeAccess,
+        };
+        return Decision::deny(reason, messages::confinement(policy, &view, &breach));
+    }
+    if gitwarden_objects::is_gitwarden_object(policy, &view) {
+        if view.is_connect() {
+            return Decision::deny(
+                Reason::GitwardenPodAccess,
+                messages::gitwarden_pod_access(&view),
+            );
+        }
+        if view.asks_for_break_glass() {
+            return Decision::deny(
+                Reason::BreakGlassOnGitwarden,
+                messages::break_glass_on_gitwarden(policy, &view),
+            );
+        }
+        return Decision::deny(Reason::NotFromGit, messages::not_from_git(policy, &view));
+    }
+    if let Some(rule) =
+        policy.exempt_resource(&view.group, &view.resource, view.subresource(), requester)
+    {
         return Decision::allow(
             Reason::ExemptResource,
             format!("allowed: {rule} is exempt from gitwarden"),

@@ -133,6 +133,11 @@ impl IdentityPattern {
         Self(pattern.to_owned())
     }
 
+    /// Like [`Self::builtin`], for a default built from parts.
+    pub(crate) fn builtin_owned(pattern: String) -> Self {
+        Self(pattern)
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -224,19 +229,30 @@ impl IdentitySet {
     /// The webhook uses this to recognise the agent's own service account,
     /// whose token must not be minted by anyone else.
     pub fn covers_service_account(&self, namespace: &str, name: &str) -> bool {
-        let username = service_account_user(namespace, name);
-        let namespace_group = format!("{SERVICE_ACCOUNTS_GROUP}:{namespace}");
-        self.users.iter().any(|pattern| pattern.matches(&username))
-            || self
-                .groups
-                .iter()
-                .any(|group| group == SERVICE_ACCOUNTS_GROUP || *group == namespace_group)
+        covers_service_account(&self.users, &self.groups, namespace, name)
     }
 
     /// Whether the set names nobody at all.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.groups.is_empty()
     }
+}
+
+/// Whether `users` or `groups` name the service account `namespace`/`name`
+/// (see [`IdentitySet::covers_service_account`]); shared with sets built from
+/// several lists.
+pub(crate) fn covers_service_account<'a>(
+    users: impl IntoIterator<Item = &'a IdentityPattern>,
+    groups: impl IntoIterator<Item = &'a String>,
+    namespace: &str,
+    name: &str,
+) -> bool {
+    let username = service_account_user(namespace, name);
+    let namespace_group = format!("{SERVICE_ACCOUNTS_GROUP}:{namespace}");
+    users.into_iter().any(|pattern| pattern.matches(&username))
+        || groups
+            .into_iter()
+            .any(|group| group == SERVICE_ACCOUNTS_GROUP || *group == namespace_group)
 }
 
 /// The first of `users` (patterns), then of `groups` (exact names), that

@@ -71,6 +71,9 @@ pub const PRUNE: &str = "gitwarden.io/prune";
 /// The value of [`PRUNE`] that disables pruning.
 pub const PRUNE_DISABLED: &str = "disabled";
 
+/// Kubernetes' own namespace, where the controllers' service accounts live.
+pub const KUBE_SYSTEM: &str = "kube-system";
+
 /// The namespace the agent and the webhook run in.
 pub const SYSTEM_NAMESPACE: &str = "gitwarden-system";
 

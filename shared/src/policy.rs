@@ -40,21 +40,25 @@
 //!   maxTtl: 2h
 //! ```
 
+pub mod admission_chain;
 pub mod duration;
 pub mod exempt;
 pub mod namespaces;
 pub mod resources;
 mod validate;
+pub mod workloads;
 
 use std::sync::LazyLock;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use admission_chain::AdmissionChainPolicy;
 pub use duration::{DurationError, DurationProblem, HumanDuration};
 pub use exempt::ExemptIdentities;
 pub use namespaces::{NamespacePattern, NamespacePatternError, NamespaceScope};
-pub use resources::ResourceRule;
+pub use resources::{ResourceRule, WrittenBy};
 pub use validate::PolicyProblem;
+pub use workloads::{NamedObject, PodTemplateKind, WorkloadPolicy};
 
 use crate::identity::{IdentityPattern, IdentitySet, Requester};
 use crate::names::{AGENT_USER, DEFAULT_BREAK_GLASS_GROUP};
@@ -108,6 +112,14 @@ pub struct Policy {
     /// know where to make their change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_source: Option<String>,
+    /// Admission-configuration objects that may exist outside git (see
+    /// [`AdmissionChainPolicy`]); the agent deletes every other one.
+    #[serde(default)]
+    pub admission_chain: AdmissionChainPolicy,
+    /// Extra kinds that make Pods, and the workloads a person may make
+    /// although they reach their node (see [`WorkloadPolicy`]).
+    #[serde(default)]
+    pub workloads: WorkloadPolicy,
 }
 
 /// Who may open a break-glass window and how long one may last.
@@ -179,6 +191,8 @@ impl Default for Policy {
             namespaces: NamespaceScope::default(),
             break_glass: BreakGlassPolicy::default(),
             git_source: None,
+            admission_chain: AdmissionChainPolicy::default(),
+            workloads: WorkloadPolicy::default(),
         }
     }
 }
@@ -227,18 +241,21 @@ impl Policy {
         )
     }
 
-    /// The exempt-resource rule covering a request, if any: a built-in one
-    /// (when included) first, then one the policy names.
+    /// The exempt-resource rule covering a request by `requester`, if any:
+    /// a built-in one (when included) first, then one the policy names.
     pub fn exempt_resource(
         &self,
         group: &str,
         resource: &str,
         subresource: Option<&str>,
+        requester: &Requester,
     ) -> Option<&ResourceRule> {
         self.builtin_exempt_resources()
             .iter()
             .chain(&self.exempt_resources)
-            .find(|rule| rule.matches(group, resource, subresource))
+            .find(|rule| {
+                rule.matches(group, resource, subresource) && rule.written_by.admits(requester)
+            })
     }
 
     /// The built-in exempt resources when included, otherwise none.

@@ -5,6 +5,7 @@
 
 mod certs;
 mod deploy;
+mod deploy_copies;
 mod doctor;
 mod harness;
 mod static_admission;

@@ -11,3 +11,4 @@ mod doctor;
 mod hostile;
 mod policy;
 mod resilience;
+mod side_doors;

@@ -17,8 +17,11 @@
 //!
 //! The result is still a kube [`AdmissionRequest<DynamicObject>`], so the
 //! shared decision function is used unchanged; its objects carry metadata
-//! only (`data` is an empty object). Anything that needs more of the object
-//! than [`LeanMeta`] keeps must add the field here.
+//! and the three top-level fields the side-door rules read: `spec` (the pod
+//! spec of Pods and workloads), `type` (legacy token Secrets) and `subjects`
+//! (RBAC bindings that grant gitwarden). Objects without them (ConfigMaps,
+//! the bulk of the allow path) cost nothing more. Anything that needs more
+//! of the object must add the field here.
 
 use std::collections::BTreeMap;
 
@@ -111,14 +114,20 @@ struct LeanRequest {
     dry_run: bool,
 }
 
-/// An object reduced to its [`LeanMeta`]; `apiVersion`, `kind` (the
-/// request's `kind` says the same), spec, status and every other field are
-/// scanned and dropped.
+/// An object reduced to its [`LeanMeta`] and the fields the decision reads;
+/// `apiVersion`, `kind` (the request's `kind` says the same), status and
+/// every other field are scanned and dropped.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LeanObject {
     #[serde(default)]
     metadata: Option<LeanMeta>,
+    #[serde(default)]
+    spec: Option<serde_json::Value>,
+    #[serde(default, rename = "type")]
+    secret_type: Option<serde_json::Value>,
+    #[serde(default)]
+    subjects: Option<serde_json::Value>,
 }
 
 /// The metadata the decision reads. `managedFields`, often the largest part
@@ -154,10 +163,20 @@ impl LeanObject {
                 annotations: m.annotations,
                 ..ObjectMeta::default()
             });
+        let mut data = serde_json::Map::new();
+        for (key, value) in [
+            ("spec", self.spec),
+            ("type", self.secret_type),
+            ("subjects", self.subjects),
+        ] {
+            if let Some(value) = value {
+                data.insert(key.to_owned(), value);
+            }
+        }
         DynamicObject {
             types: None,
             metadata,
-            data: serde_json::Value::Object(serde_json::Map::new()),
+            data: serde_json::Value::Object(data),
         }
     }
 }

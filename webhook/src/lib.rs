@@ -15,6 +15,7 @@ pub mod decode;
 pub mod listener;
 pub mod metrics;
 pub mod policy_store;
+pub mod report;
 pub mod review;
 pub mod server;
 pub mod tls;

@@ -177,7 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let policy = PolicyStore::new(&source, metrics.clone());
-    policy.follow(source, client).await?;
+    policy.follow(source, client.clone()).await?;
 
     let files = tls::CertFiles {
         cert: args.tls_cert.clone(),
@@ -204,6 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         tls: tls_status,
         audit_token,
+        kube: client.clone(),
     };
     let app = router(
         state,

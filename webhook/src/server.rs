@@ -29,6 +29,9 @@ pub struct AppState {
     pub tls: watch::Receiver<TlsStatus>,
     /// A bearer token required by GET /audit, when configured.
     pub audit_token: Option<Arc<str>>,
+    /// The API client that authenticates the agent's reports to
+    /// `POST /audit/events` (TokenReview); none when the policy is a file.
+    pub kube: Option<kube::Client>,
 }
 
 /// Limits applied to every request.
@@ -62,6 +65,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/audit", get(audit_query))
+        .route("/audit/events", post(crate::report::record))
         .with_state(state)
         .merge(admission)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -183,3 +183,67 @@ pub(super) fn break_glass_warning(view: &RequestView<'_>, grant: &BreakGlassGran
         grant.reason,
     )
 }
+
+/// Step 3a (and 0 for TokenRequests): an exempt identity or node access
+/// would reach a person.
+pub(super) fn confinement(
+    policy: &Policy,
+    view: &RequestView<'_>,
+    breach: &super::confinement::Breach,
+) -> String {
+    use super::confinement::{Breach, Route};
+    match breach {
+        Breach::BorrowedIdentity {
+            namespace,
+            name,
+            route,
+        } => {
+            let how = match route {
+                Route::PodServiceAccount => "would run as",
+                Route::LegacyTokenSecret => "would be filled with a token of",
+                Route::TokenRequest => "would mint a token of",
+            };
+            format!(
+                "gitwarden: {} of {} denied: it {how} the service account {namespace}/{name}, \
+                 an identity gitwarden trusts (the agent or a system controller); whoever holds \
+                 its token could write anything, bypassing git. Run workloads as their own \
+                 service accounts; workloads that need it belong in git ({}).",
+                view.verb(),
+                view.describe_object(),
+                git_source(policy),
+            )
+        }
+        Breach::NodeAccess(how) => format!(
+            "gitwarden: {} of {} denied: it would reach its node ({how}), where every token on \
+             that node can be read, the gitwarden agent's included. Such workloads belong in git \
+             ({}), or the policy must name them under workloads.nodeAccessAllowed.",
+            view.verb(),
+            view.describe_object(),
+            git_source(policy),
+        ),
+    }
+}
+
+/// Step 3b: exec, attach or port-forward into gitwarden's own Pods.
+pub(super) fn gitwarden_pod_access(view: &RequestView<'_>) -> String {
+    format!(
+        "gitwarden: {} to {} denied: gitwarden's own Pods hold the credentials that make git \
+         the only write path; nobody but gitwarden may exec, attach or port-forward into them. \
+         Use the logs, /status and /metrics instead.",
+        view.verb(),
+        view.describe_object(),
+    )
+}
+
+/// Step 3b: break-glass on gitwarden's own control objects.
+pub(super) fn break_glass_on_gitwarden(policy: &Policy, view: &RequestView<'_>) -> String {
+    format!(
+        "gitwarden: break-glass {} of {} denied: break-glass never applies to gitwarden's own \
+         control objects (its policy, admission chain, workloads, service accounts, RBAC, \
+         inventory, Leases and Secrets), because an emergency change there would not be \
+         temporary or not be audited. Changing gitwarden is a commit to {}.",
+        view.verb(),
+        view.describe_object(),
+        git_source(policy),
+    )
+}

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 
-use crate::identity::{IdentitySet, Requester};
-use crate::names::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::identity::Requester;
+use crate::names::{BREAK_GLASS, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::policy::NamespaceScope;
 
 /// A read-only view over an admission request.
@@ -133,15 +133,28 @@ impl<'a> RequestView<'a> {
             })
     }
 
-    /// Whether this request mints a token (`CREATE serviceaccounts/token`)
-    /// for a service account that belongs to `agent`.
-    pub fn mints_token_for(&self, agent: &IdentitySet) -> bool {
-        self.req.operation == Operation::Create
-            && self.is_core("serviceaccounts")
-            && self.subresource() == Some("token")
-            && self.req.namespace.as_deref().is_some_and(|ns| {
-                !ns.is_empty() && agent.covers_service_account(ns, &self.req.name)
-            })
+    /// The service account `(namespace, name)` this request mints a token
+    /// for (`CREATE serviceaccounts/token`), if it does.
+    pub fn token_request_target(&self) -> Option<(&'a str, &'a str)> {
+        let req = self.req;
+        let namespace = req.namespace.as_deref().filter(|ns| !ns.is_empty())?;
+        (req.operation == Operation::Create
+            && req.resource.group.is_empty()
+            && req.resource.resource == "serviceaccounts"
+            && req.sub_resource.as_deref() == Some("token"))
+        .then_some((namespace, req.name.as_str()))
+    }
+
+    /// Whether this is a CONNECT (exec, attach, port-forward, proxy).
+    pub fn is_connect(&self) -> bool {
+        self.req.operation == Operation::Connect
+    }
+
+    /// Whether the request carries a break-glass reason annotation (on the
+    /// new object, or the live one for DELETE), blank or not.
+    pub fn asks_for_break_glass(&self) -> bool {
+        self.break_glass_annotations()
+            .is_some_and(|annotations| annotations.contains_key(BREAK_GLASS))
     }
 
     /// The annotations that carry a break-glass request: the new object's

@@ -1,8 +1,8 @@
 //! The exempt identities: system components that must keep writing for the
 //! cluster to work, whoever else the policy adds.
 //!
-//! The built-in components (controller manager, scheduler, API server,
-//! `kube-system` service accounts, nodes) are always exempt unless the policy
+//! The built-in components (controller manager, scheduler, API server, the
+//! controllers' service accounts in `kube-system`, nodes) are always exempt unless the policy
 //! opts out with `includeDefaults: false`; what the policy writes under
 //! `exempt` is added to them. This is additive on purpose: a policy that only
 //! meant to exempt an operator (`system:serviceaccount:cert-manager:*`) must
@@ -13,22 +13,94 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{IdentityPattern, IdentitySet, MatchedBy, Requester, first_match};
-use crate::names::NODES_GROUP;
+use crate::identity::{
+    IdentityPattern, IdentitySet, MatchedBy, Requester, covers_service_account, first_match,
+    service_account_user,
+};
+use crate::names::{KUBE_SYSTEM, NODES_GROUP};
+
+/// The service accounts kube-controller-manager (with
+/// `--use-service-account-credentials`, the default of every supported
+/// installer) and cloud-controller-manager run their controllers as, all in
+/// `kube-system`. Named one by one, not as `kube-system:*`: any service
+/// account a human creates in `kube-system` (or the namespace's `default`)
+/// would otherwise be an exempt identity, and add-ons there (CNI, CSI,
+/// CoreDNS) are named by the policy instead. Taken from the client names in
+/// `cmd/kube-controller-manager/app` of Kubernetes 1.37; the shipped webhook
+/// configurations repeat the list in their `matchConditions` (a test keeps
+/// them equal).
+pub const CONTROLLER_SERVICE_ACCOUNTS: [&str; 49] = [
+    "attachdetach-controller",
+    "bootstrap-signer",
+    "certificate-controller",
+    "cloud-node-controller",
+    "cloud-node-lifecycle-controller",
+    "clusterrole-aggregation-controller",
+    "cronjob-controller",
+    "daemon-set-controller",
+    "deployment-controller",
+    "device-taint-eviction-controller",
+    "disruption-controller",
+    "endpoint-controller",
+    "endpointslice-controller",
+    "endpointslicemirroring-controller",
+    "ephemeral-volume-controller",
+    "expand-controller",
+    "generic-garbage-collector",
+    "horizontal-pod-autoscaler",
+    "job-controller",
+    "kube-apiserver-serving-clustertrustbundle-publisher",
+    "legacy-service-account-token-cleaner",
+    "namespace-controller",
+    "node-controller",
+    "persistent-volume-binder",
+    "pod-garbage-collector",
+    "podcertificaterequestcleaner",
+    "podgroup-protection-controller",
+    "pv-protection-controller",
+    "pvc-protection-controller",
+    "replicaset-controller",
+    "replication-controller",
+    "resource-claim-controller",
+    "resourcepoolstatusrequest-controller",
+    "resourcequota-controller",
+    "root-ca-cert-publisher",
+    "route-controller",
+    "selinux-warning-controller",
+    "service-account-controller",
+    "service-cidrs-controller",
+    "service-controller",
+    "statefulset-controller",
+    "storage-version-garbage-collector",
+    "storage-version-migrator-controller",
+    "token-cleaner",
+    "tokens-controller",
+    "ttl-after-finished-controller",
+    "ttl-controller",
+    "validatingadmissionpolicy-status-controller",
+    "volumeattributesclass-protection-controller",
+];
+
+/// The control plane's own users: they write through client certificates
+/// on the control-plane hosts, not through anything a Pod can hold.
+pub const CONTROL_PLANE_USERS: [&str; 3] = [
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "system:apiserver",
+];
 
 /// The built-in exempt system components (see [`ExemptIdentities::builtin`]).
-static BUILTIN: LazyLock<IdentitySet> = LazyLock::new(|| IdentitySet {
-    users: [
-        "system:kube-controller-manager",
-        "system:kube-scheduler",
-        "system:apiserver",
-        "system:serviceaccount:kube-system:*",
-    ]
-    .into_iter()
-    .map(IdentityPattern::builtin)
-    .collect(),
-    groups: vec![NODES_GROUP.to_owned()],
-});
+static BUILTIN: LazyLock<IdentitySet> =
+    LazyLock::new(|| IdentitySet {
+        users: CONTROL_PLANE_USERS
+            .into_iter()
+            .map(IdentityPattern::builtin)
+            .chain(CONTROLLER_SERVICE_ACCOUNTS.into_iter().map(|name| {
+                IdentityPattern::builtin_owned(service_account_user(KUBE_SYSTEM, name))
+            }))
+            .collect(),
+        groups: vec![NODES_GROUP.to_owned()],
+    });
 
 /// An empty set, standing in for the built-ins when a policy opts out.
 static NONE: LazyLock<IdentitySet> = LazyLock::new(IdentitySet::default);
@@ -77,9 +149,10 @@ impl Default for ExemptIdentities {
 
 impl ExemptIdentities {
     /// The built-in exempt system components: `system:kube-controller-manager`,
-    /// `system:kube-scheduler`, `system:apiserver`, every service account of
-    /// `kube-system`, and the group `system:nodes`. `system:masters` is not
-    /// among them.
+    /// `system:kube-scheduler`, `system:apiserver`, the controllers' service
+    /// accounts in `kube-system` ([`CONTROLLER_SERVICE_ACCOUNTS`], not the
+    /// whole namespace), and the group `system:nodes`. `system:masters` is
+    /// not among them.
     pub fn builtin() -> &'static IdentitySet {
         &BUILTIN
     }
@@ -112,6 +185,19 @@ impl ExemptIdentities {
             users: without_repeats(builtin.users.iter().chain(&self.users)),
             groups: without_repeats(builtin.groups.iter().chain(&self.groups)),
         }
+    }
+
+    /// Whether the service account `namespace`/`name` is an exempt identity
+    /// (by user pattern, or by the service-account groups): a Pod running as
+    /// it, or a token for it, would be an exempt identity in a human's hands.
+    pub fn covers_service_account(&self, namespace: &str, name: &str) -> bool {
+        let builtin = self.included_builtin();
+        covers_service_account(
+            builtin.users.iter().chain(&self.users),
+            builtin.groups.iter().chain(&self.groups),
+            namespace,
+            name,
+        )
     }
 
     /// Whether nobody at all is exempt (the built-ins left out and nothing

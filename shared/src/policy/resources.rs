@@ -3,10 +3,47 @@
 //! Some API resources are records or handshakes rather than desired state:
 //! events, leader-election leases, token and access reviews. Every workload
 //! writes them constantly and git could never own them, so they are exempt.
+//!
+//! Exemptions are for the components that write such records, never for
+//! humans by resource: a cluster-admin who writes herself into the agent's
+//! leader Lease stops the agent, and then nothing heals what she deletes
+//! next. So events and leases are exempt only when a service account (a
+//! workload) writes them ([`WrittenBy::ServiceAccounts`]); a person's write
+//! is judged like any other, and gitwarden's own Leases are gitwarden's
+//! alone whoever writes them (see the decision table).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::identity::Requester;
+
+/// Who an exempt resource is exempt for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WrittenBy {
+    /// Everyone (the default for rules a policy writes, and for reviews,
+    /// which create nothing that persists).
+    #[default]
+    Anyone,
+    /// Only service accounts: workloads writing their own records (events,
+    /// leader-election leases). People are judged like any other write.
+    ServiceAccounts,
+}
+
+impl WrittenBy {
+    fn is_anyone(&self) -> bool {
+        *self == WrittenBy::Anyone
+    }
+
+    /// Whether `requester` is someone this exemption is for.
+    pub fn admits(self, requester: &Requester) -> bool {
+        match self {
+            WrittenBy::Anyone => true,
+            WrittenBy::ServiceAccounts => requester.service_account().is_some(),
+        }
+    }
+}
 
 /// One exempt resource: an API group, a resource (or `*` for every resource
 /// of the group) and optionally a subresource.
@@ -26,6 +63,9 @@ pub struct ResourceRule {
     /// The subresource (`status`), `*` for any, or absent for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subresource: Option<String>,
+    /// Who the exemption is for: `anyone` (default) or `serviceAccounts`.
+    #[serde(default, skip_serializing_if = "WrittenBy::is_anyone")]
+    pub written_by: WrittenBy,
 }
 
 impl ResourceRule {
@@ -35,6 +75,15 @@ impl ResourceRule {
             group: group.to_owned(),
             resource: resource.to_owned(),
             subresource: None,
+            written_by: WrittenBy::Anyone,
+        }
+    }
+
+    /// The same rule, for service accounts only.
+    pub fn for_service_accounts(self) -> Self {
+        Self {
+            written_by: WrittenBy::ServiceAccounts,
+            ..self
         }
     }
 
@@ -52,13 +101,18 @@ impl ResourceRule {
             }
     }
 
-    /// The built-in exempt resources: events, leases, and the token and
-    /// access reviews (which create nothing that persists).
+    /// The built-in exempt resources: events and leases written by service
+    /// accounts, and the token and access reviews (which create nothing that
+    /// persists) for anyone.
     pub fn defaults() -> Vec<ResourceRule> {
-        [
+        let workload_records = [
             ("", "events"),
             ("events.k8s.io", "events"),
             ("coordination.k8s.io", "leases"),
+        ]
+        .into_iter()
+        .map(|(group, resource)| ResourceRule::new(group, resource).for_service_accounts());
+        let reviews = [
             ("authentication.k8s.io", "tokenreviews"),
             ("authentication.k8s.io", "selfsubjectreviews"),
             ("authorization.k8s.io", "subjectaccessreviews"),
@@ -67,8 +121,8 @@ impl ResourceRule {
             ("authorization.k8s.io", "selfsubjectrulesreviews"),
         ]
         .into_iter()
-        .map(|(group, resource)| ResourceRule::new(group, resource))
-        .collect()
+        .map(|(group, resource)| ResourceRule::new(group, resource));
+        workload_records.chain(reviews).collect()
     }
 }
 
@@ -82,6 +136,9 @@ impl fmt::Display for ResourceRule {
         }
         if let Some(sub) = &self.subresource {
             write!(f, "/{sub}")?;
+        }
+        if self.written_by == WrittenBy::ServiceAccounts {
+            f.write_str(" (written by service accounts)")?;
         }
         Ok(())
     }

@@ -29,6 +29,14 @@ fn requester(username: &str, groups: &[&str]) -> Requester {
     }
 }
 
+/// A workload's service account: who events and leases are exempt for.
+fn workload() -> Requester {
+    requester(
+        "system:serviceaccount:shop:operator",
+        &["system:serviceaccounts", "system:serviceaccounts:shop"],
+    )
+}
+
 fn exempt_user(policy: &Policy, username: &str) -> bool {
     policy.exempt.matches(&requester(username, &[])).is_some()
 }
@@ -42,7 +50,7 @@ fn exempt_node(policy: &Policy) -> bool {
 
 fn leases_exempt(policy: &Policy) -> bool {
     policy
-        .exempt_resource("coordination.k8s.io", "leases", None)
+        .exempt_resource("coordination.k8s.io", "leases", None, &workload())
         .is_some()
 }
 
@@ -99,8 +107,15 @@ fn default_exempt_names_the_system_components_and_nodes() {
             "system:kube-controller-manager",
             "system:kube-scheduler",
             "system:apiserver",
-            "system:serviceaccount:kube-system:*",
         ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            crate::policy::exempt::CONTROLLER_SERVICE_ACCOUNTS
+                .iter()
+                .map(|name| format!("system:serviceaccount:kube-system:{name}"))
+        )
+        .collect::<Vec<_>>()
     );
     assert_eq!(exempt.groups, ["system:nodes"]);
     assert_eq!(&exempt, ExemptIdentities::builtin());
@@ -148,11 +163,17 @@ fn default_exempt_resources_are_events_leases_and_reviews() {
         ("authorization.k8s.io", "selfsubjectrulesreviews"),
     ] {
         assert!(
-            policy.exempt_resource(group, resource, None).is_some(),
+            policy
+                .exempt_resource(group, resource, None, &workload())
+                .is_some(),
             "{group}/{resource}"
         );
     }
-    assert!(policy.exempt_resource("", "configmaps", None).is_none());
+    assert!(
+        policy
+            .exempt_resource("", "configmaps", None, &workload())
+            .is_none()
+    );
     assert!(policy.exempt_resources.is_empty());
     assert!(policy.exempt_resources_include_defaults);
     assert_eq!(
@@ -200,10 +221,14 @@ breakGlass:
     );
     assert!(
         policy
-            .exempt_resource("cert-manager.io", "certificates", None)
+            .exempt_resource("cert-manager.io", "certificates", None, &workload())
             .is_some()
     );
-    assert!(policy.exempt_resource("", "pods", Some("status")).is_some());
+    assert!(
+        policy
+            .exempt_resource("", "pods", Some("status"), &workload())
+            .is_some()
+    );
     assert!(policy.namespaces.protects("team-a"));
     assert!(!policy.namespaces.protects("default"));
     assert_eq!(policy.break_glass.groups, ["oncall"]);
@@ -235,9 +260,16 @@ fn exempt_users_written_are_added_to_the_builtins() {
             "system:kube-controller-manager",
             "system:kube-scheduler",
             "system:apiserver",
-            "system:serviceaccount:kube-system:*",
-            "system:serviceaccount:cert-manager:*",
         ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            crate::policy::exempt::CONTROLLER_SERVICE_ACCOUNTS
+                .iter()
+                .map(|name| format!("system:serviceaccount:kube-system:{name}"))
+        )
+        .chain(["system:serviceaccount:cert-manager:*".to_owned()])
+        .collect::<Vec<_>>()
     );
 }
 
@@ -314,14 +346,18 @@ fn exempt_resources_written_are_added_to_the_builtins() {
     .unwrap();
     assert!(
         policy
-            .exempt_resource("acme.cert-manager.io", "challenges", None)
+            .exempt_resource("acme.cert-manager.io", "challenges", None, &workload())
             .is_some()
     );
     assert!(leases_exempt(&policy));
-    assert!(policy.exempt_resource("", "events", None).is_some());
     assert!(
         policy
-            .exempt_resource("authentication.k8s.io", "tokenreviews", None)
+            .exempt_resource("", "events", None, &workload())
+            .is_some()
+    );
+    assert!(
+        policy
+            .exempt_resource("authentication.k8s.io", "tokenreviews", None, &workload())
             .is_some()
     );
     let effective = policy.effective_exempt_resources();
@@ -335,7 +371,7 @@ fn exempt_resources_written_are_added_to_the_builtins() {
 #[test]
 fn a_builtin_exempt_resource_written_again_is_not_repeated() {
     let policy = Policy::from_yaml(
-        "exemptResources:\n  - group: coordination.k8s.io\n    resource: leases\n",
+        "exemptResources:\n  - group: authentication.k8s.io\n    resource: tokenreviews\n",
     )
     .unwrap();
     assert_eq!(
@@ -351,10 +387,14 @@ fn exempt_resources_include_defaults_false_leaves_only_what_is_written() {
     )
     .unwrap();
     assert!(!leases_exempt(&policy));
-    assert!(policy.exempt_resource("", "events", None).is_none());
     assert!(
         policy
-            .exempt_resource("acme.cert-manager.io", "challenges", None)
+            .exempt_resource("", "events", None, &workload())
+            .is_none()
+    );
+    assert!(
+        policy
+            .exempt_resource("acme.cert-manager.io", "challenges", None, &workload())
             .is_some()
     );
     assert_eq!(
@@ -613,4 +653,62 @@ fn break_glass_group_membership_is_reported() {
     };
     assert_eq!(bg.allowed_group(&member), Some(DEFAULT_BREAK_GLASS_GROUP));
     assert_eq!(bg.allowed_group(&Requester::default()), None);
+}
+
+#[test]
+fn events_and_leases_are_exempt_for_service_accounts_but_not_for_people() {
+    let policy = Policy::default();
+    for (group, resource) in [("", "events"), ("coordination.k8s.io", "leases")] {
+        assert!(
+            policy
+                .exempt_resource(group, resource, None, &workload())
+                .is_some()
+        );
+        let alice = requester("alice", &["system:authenticated"]);
+        assert!(
+            policy
+                .exempt_resource(group, resource, None, &alice)
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn a_kube_system_service_account_that_is_no_controller_is_not_exempt() {
+    let policy = Policy::default();
+    assert!(exempt_user(
+        &policy,
+        "system:serviceaccount:kube-system:generic-garbage-collector"
+    ));
+    assert!(!exempt_user(
+        &policy,
+        "system:serviceaccount:kube-system:default"
+    ));
+    assert!(!exempt_user(
+        &policy,
+        "system:serviceaccount:kube-system:coredns"
+    ));
+    assert!(!exempt_user(
+        &policy,
+        "system:serviceaccount:kube-system:evil"
+    ));
+}
+
+#[test]
+fn written_by_service_accounts_reads_back_from_yaml() {
+    let policy = Policy::from_yaml(
+        "exemptResources:\n  - group: example.io\n    resource: heartbeats\n    writtenBy: serviceAccounts\n",
+    )
+    .unwrap();
+    assert!(
+        policy
+            .exempt_resource("example.io", "heartbeats", None, &workload())
+            .is_some()
+    );
+    assert!(
+        policy
+            .exempt_resource("example.io", "heartbeats", None, &requester("alice", &[]))
+            .is_none()
+    );
+    round_trips(&policy);
 }

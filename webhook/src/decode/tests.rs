@@ -112,7 +112,29 @@ fn samples() -> Vec<Vec<u8>> {
             json!({ "metadata": { "generateName": "web-" } }),
             Value::Null,
         ),
+        // The side-door rules read the pod template, a Secret's type and a
+        // binding's subjects: the lean decoder must keep them.
+        review(
+            "CREATE",
+            "alice",
+            &[],
+            deployment(Value::Null, Value::Null).pipe_spec(json!({
+                "template": {"spec": {"serviceAccountName": "gitwarden-agent", "hostPID": true}}
+            })),
+            Value::Null,
+        ),
     ]
+}
+
+trait PipeSpec {
+    fn pipe_spec(self, spec: Value) -> Value;
+}
+
+impl PipeSpec for Value {
+    fn pipe_spec(mut self, spec: Value) -> Value {
+        self["spec"] = spec;
+        self
+    }
 }
 
 #[test]
@@ -134,13 +156,36 @@ fn the_lean_decoder_leads_to_the_same_decision_as_the_full_one() {
 }
 
 #[test]
-fn spec_status_and_managed_fields_are_dropped() {
+fn status_and_managed_fields_are_dropped_but_the_spec_is_kept() {
     let body = &samples()[0];
     let request = admission_request(body).unwrap();
     let object = request.object.unwrap();
-    assert_eq!(object.data, json!({}));
+    let full_object = full(body).object.unwrap();
+    assert_eq!(object.data.get("spec"), full_object.data.get("spec"));
+    assert!(object.data.get("status").is_none());
     assert!(object.metadata.managed_fields.is_none());
     assert!(request.options.is_none());
+}
+
+#[test]
+fn a_token_secrets_type_and_a_bindings_subjects_are_kept() {
+    for (field, value) in [
+        ("type", json!("kubernetes.io/service-account-token")),
+        (
+            "subjects",
+            json!([{"kind": "ServiceAccount", "name": "a", "namespace": "b"}]),
+        ),
+    ] {
+        let mut object = json!({ "metadata": { "name": "x" } });
+        object[field] = value.clone();
+        let body = review("CREATE", "alice", &[], object, Value::Null);
+        let request = admission_request(&body).unwrap();
+        assert_eq!(
+            request.object.unwrap().data.get(field),
+            Some(&value),
+            "{field}"
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 mod break_glass;
 mod order;
 mod patch;
+mod side_doors;
 
 use jiff::Timestamp;
 use kube::core::DynamicObject;
@@ -40,6 +41,11 @@ const ADMIN: (&str, &[&str]) = ("admin", &["system:masters", "system:authenticat
 const ONCALL: (&str, &[&str]) = ("oncall", &["gitwarden:break-glass", "system:authenticated"]);
 /// A kubelet.
 const NODE: (&str, &[&str]) = ("system:node:n1", &["system:nodes", "system:authenticated"]);
+/// A workload's own service account (an operator in a protected namespace).
+const WORKLOAD: (&str, &[&str]) = (
+    "system:serviceaccount:shop:operator",
+    &["system:serviceaccounts", "system:serviceaccounts:shop"],
+);
 const AGENT: (&str, &[&str]) = (
     "system:serviceaccount:gitwarden-system:gitwarden-agent",
     &[

@@ -165,7 +165,7 @@ fn scheduler_and_apiserver_are_exempt() {
 }
 
 #[test]
-fn kube_system_service_accounts_are_exempt_by_glob() {
+fn kube_system_controllers_are_exempt_by_name() {
     let d = Req::update()
         .user((
             "system:serviceaccount:kube-system:deployment-controller",
@@ -175,7 +175,7 @@ fn kube_system_service_accounts_are_exempt_by_glob() {
     assert_eq!(d.reason, Reason::ExemptIdentity);
     assert!(
         d.message
-            .contains("user pattern \"system:serviceaccount:kube-system:*\""),
+            .contains("user \"system:serviceaccount:kube-system:deployment-controller\""),
         "{}",
         d.message
     );
@@ -226,27 +226,39 @@ fn policy_may_exempt_an_operators_service_accounts() {
 // --- Step 4: exempt resources ----------------------------------------------
 
 #[test]
-fn core_events_are_exempt() {
+fn core_events_written_by_a_workload_are_exempt() {
     let d = Req::create()
         .resource("", "events", "Event")
-        .user(ADMIN)
+        .user(WORKLOAD)
         .decide();
     assert_eq!(d.reason, Reason::ExemptResource);
     assert!(!d.audit);
 }
 
 #[test]
-fn events_k8s_io_events_are_exempt() {
+fn events_k8s_io_events_written_by_a_workload_are_exempt() {
     let d = Req::create()
         .resource("events.k8s.io", "events", "Event")
+        .user(WORKLOAD)
         .decide();
     assert_eq!(d.reason, Reason::ExemptResource);
 }
 
 #[test]
-fn leases_are_exempt() {
+fn events_written_by_a_person_are_judged_like_any_write() {
+    let d = Req::create()
+        .resource("", "events", "Event")
+        .user(ADMIN)
+        .decide();
+    assert_eq!(d.reason, Reason::NotFromGit);
+    assert!(d.audit);
+}
+
+#[test]
+fn leases_written_by_a_workload_are_exempt() {
     let d = Req::update()
         .resource("coordination.k8s.io", "leases", "Lease")
+        .user(WORKLOAD)
         .decide();
     assert_eq!(d.reason, Reason::ExemptResource);
     assert!(
@@ -392,13 +404,35 @@ fn pod_eviction_is_protected_for_humans() {
 }
 
 #[test]
-fn pod_eviction_by_a_kube_system_service_account_is_exempt() {
+fn pod_eviction_by_a_kube_system_controller_is_exempt() {
     let d = Req::create()
         .resource("", "pods", "Eviction")
         .sub("eviction")
-        .user(("system:serviceaccount:kube-system:cluster-autoscaler", &[]))
+        .user((
+            "system:serviceaccount:kube-system:disruption-controller",
+            &[],
+        ))
         .decide();
     assert_eq!(d.reason, Reason::ExemptIdentity);
+}
+
+#[test]
+fn a_kube_system_add_on_is_exempt_only_when_the_policy_names_it() {
+    let eviction = || {
+        Req::create()
+            .resource("", "pods", "Eviction")
+            .sub("eviction")
+            .user(("system:serviceaccount:kube-system:cluster-autoscaler", &[]))
+    };
+    assert_eq!(eviction().decide().reason, Reason::NotFromGit);
+    let policy = Policy::from_yaml(
+        "exempt:\n  users: [\"system:serviceaccount:kube-system:cluster-autoscaler\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        eviction().decide_with(&policy).reason,
+        Reason::ExemptIdentity
+    );
 }
 
 #[test]

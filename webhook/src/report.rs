@@ -1,0 +1,134 @@
+//! `POST /audit/events`: the agent's own actions that no webhook could see.
+//!
+//! No webhook is called for admission-configuration objects, so when the agent
+//! deletes one that is not in git, the audit log would not know. The agent
+//! reports it here instead, and the record joins the same durable, hash-chained
+//! log as every denial. The caller proves who it is with its Kubernetes bearer
+//! token, checked by a TokenReview, and must be the agent under the policy in
+//! force; the record names that identity, never one the body claims.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gitwarden_shared::audit::{AgentReport, AuditDecision, AuditEvent};
+use gitwarden_shared::identity::Requester;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use kube::Api;
+use kube::api::PostParams;
+use tracing::Instrument;
+
+use crate::server::AppState;
+
+/// Why a report was not recorded; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+enum ReportRefusal {
+    #[error("POST /audit/events needs an Authorization: Bearer token")]
+    NoToken,
+    #[error(
+        "the webhook has no Kubernetes client to authenticate reporters (it reads its policy from a file)"
+    )]
+    NoClient,
+    #[error("authenticating the reporter: {0}")]
+    TokenReview(#[source] kube::Error),
+    #[error("the token is not valid: {0}")]
+    Unauthenticated(String),
+    #[error("{0:?} is not the gitwarden agent under the policy in force")]
+    NotTheAgent(String),
+    #[error("recording the report: {0}")]
+    Audit(#[source] crate::audit::AuditError),
+}
+
+impl ReportRefusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            ReportRefusal::NoToken | ReportRefusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ReportRefusal::NotTheAgent(_) => StatusCode::FORBIDDEN,
+            ReportRefusal::NoClient | ReportRefusal::TokenReview(_) | ReportRefusal::Audit(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+}
+
+/// POST /audit/events
+pub async fn record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    report: Result<Json<AgentReport>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let report = match report {
+        Ok(Json(report)) => report,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("bad audit report: {e}")).into_response();
+        }
+    };
+    let span =
+        tracing::info_span!("audit_report", reason = report.reason.code(), name = %report.name);
+    match accept(&state, &headers, report).instrument(span).await {
+        Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(refusal) => {
+            tracing::warn!(error = %refusal, "audit report refused");
+            (refusal.status(), refusal.to_string()).into_response()
+        }
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    report: AgentReport,
+) -> Result<String, ReportRefusal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ReportRefusal::NoToken)?;
+    let client = state.kube.clone().ok_or(ReportRefusal::NoClient)?;
+    let requester = authenticate(client, token).await?;
+    let policy = state.review.policy.get();
+    if policy.agent.matches(&requester).is_none() {
+        return Err(ReportRefusal::NotTheAgent(requester.username));
+    }
+    let event = AuditEvent::new(AuditDecision::Removed, report.reason.code())
+        .with_message(report.message)
+        .with_user(requester.username, requester.uid, requester.groups)
+        .with_operation(report.operation)
+        .with_resource(report.group, report.version, report.resource, None)
+        .with_object(report.namespace, Some(report.name));
+    let record = state
+        .review
+        .audit
+        .append(event)
+        .await
+        .map_err(ReportRefusal::Audit)?;
+    tracing::info!(id = %record.id, "recorded the agent's report");
+    Ok(record.id)
+}
+
+/// Who holds `token`, by a TokenReview against the API server.
+async fn authenticate(client: kube::Client, token: &str) -> Result<Requester, ReportRefusal> {
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.to_owned(),
+            audiences: None,
+        },
+        ..TokenReview::default()
+    };
+    let reviewed = Api::<TokenReview>::all(client)
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(ReportRefusal::TokenReview)?;
+    let status = reviewed.status.unwrap_or_default();
+    if status.authenticated != Some(true) {
+        return Err(ReportRefusal::Unauthenticated(
+            status
+                .error
+                .unwrap_or_else(|| "not authenticated".to_owned()),
+        ));
+    }
+    let user = status.user.unwrap_or_default();
+    Ok(Requester::from_user_info(&user))
+}
