@@ -45,6 +45,20 @@ pub fn is_system_entry(entry: &Entry<'_>, system_namespace: &str) -> bool {
         && !selects(&name_labels("gitwarden-doctor-probe-namespace"))
 }
 
+/// Whether the entry is the one that confines exempt identities in
+/// Kubernetes' own namespaces: it selects `kube-system` and neither an
+/// ordinary new namespace nor gitwarden's.
+pub fn is_confine_entry(entry: &Entry<'_>, system_namespace: &str) -> bool {
+    let selects = |labels: &BTreeMap<String, String>| {
+        entry
+            .namespace_selector
+            .is_none_or(|s| selector::matches(s, labels))
+    };
+    selects(&name_labels("kube-system"))
+        && !selects(&name_labels(system_namespace))
+        && !selects(&name_labels("gitwarden-doctor-probe-namespace"))
+}
+
 /// Whether the rules send CREATE, UPDATE and DELETE of every resource and
 /// subresource in every group, version and scope.
 pub fn covers_everything(rules: &[RuleWithOperations]) -> bool {
@@ -70,9 +84,12 @@ pub fn check_validating(
     system_namespace: &str,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let (system, protected): (Vec<&Entry<'_>>, Vec<&Entry<'_>>) = entries
+    let (system, others): (Vec<&Entry<'_>>, Vec<&Entry<'_>>) = entries
         .iter()
         .partition(|e| is_system_entry(e, system_namespace));
+    let (confine, protected): (Vec<&Entry<'_>>, Vec<&Entry<'_>>) = others
+        .into_iter()
+        .partition(|e| is_confine_entry(e, system_namespace));
     if protected.is_empty() {
         out.push(Finding::critical(
             "webhook/coverage",
@@ -134,18 +151,43 @@ pub fn check_validating(
                 "no entry is dedicated to {system_namespace}: gitwarden's own objects there are either unprotected or fail closed with the webhook"
             ),
         )),
-        Some(e) if e.failure_policy == "Fail" => out.push(Finding::warning(
+        Some(e) if e.failure_policy == "Fail" => out.push(Finding::ok(
             "webhook/system-namespace",
             format!(
-                "{} fails closed: with the webhook down, the agent cannot repair gitwarden in {system_namespace}; use failurePolicy Ignore for this entry",
+                "{} covers {system_namespace} and fails closed; the agent, kept off the webhook's path, can always repair gitwarden",
                 e.describe()
             ),
         )),
-        Some(e) => out.push(Finding::ok(
+        Some(e) => out.push(Finding::warning(
             "webhook/system-namespace",
             format!(
-                "{} covers {system_namespace} and fails open, so the agent can always repair gitwarden",
+                "{} fails open: while the webhook is down, anyone with RBAC can change gitwarden's own objects in {system_namespace} (its policy, Leases, Secrets); set failurePolicy: Fail (the agent never depends on the webhook)",
                 e.describe()
+            ),
+        )),
+    }
+    match confine.first() {
+        None => out.push(Finding::warning(
+            "webhook/confinement",
+            format!(
+                "no entry checks Pods, workloads and tokens in {}: a person can run a Pod there as a controller's service account (an exempt identity) or one that reaches its node",
+                CONTROL_PLANE_NAMESPACES.join(", ")
+            ),
+        )),
+        Some(e) if e.failure_policy == "Fail" => out.push(Finding::ok(
+            "webhook/confinement",
+            format!(
+                "{} keeps exempt identities and node access out of people's Pods in {} and fails closed",
+                e.describe(),
+                CONTROL_PLANE_NAMESPACES.join(", ")
+            ),
+        )),
+        Some(e) => out.push(Finding::warning(
+            "webhook/confinement",
+            format!(
+                "{} fails open: while the webhook is down, a person can run a Pod as a controller's service account in {}",
+                e.describe(),
+                CONTROL_PLANE_NAMESPACES.join(", ")
             ),
         )),
     }
@@ -419,14 +461,26 @@ mod tests {
     }
 
     #[test]
-    fn fail_on_the_system_entry_is_a_warning() {
+    fn ignore_on_the_system_entry_is_a_warning() {
         let mut config = shipped();
-        config.webhooks.as_mut().unwrap()[1].failure_policy = Some("Fail".into());
+        config.webhooks.as_mut().unwrap()[1].failure_policy = Some("Ignore".into());
         let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert_eq!(
             worst(&out, "webhook/system-namespace"),
             Some(Severity::Warning)
         );
+    }
+
+    #[test]
+    fn the_confine_entry_is_recognised_and_its_absence_is_a_warning() {
+        let mut config = shipped();
+        let entries = config.entries();
+        assert!(is_confine_entry(&entries[2], "gitwarden-system"));
+        assert!(!is_confine_entry(&entries[0], "gitwarden-system"));
+        assert!(!is_confine_entry(&entries[1], "gitwarden-system"));
+        config.webhooks.as_mut().unwrap().truncate(2);
+        let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
+        assert_eq!(worst(&out, "webhook/confinement"), Some(Severity::Warning));
     }
 
     #[test]

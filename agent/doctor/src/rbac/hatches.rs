@@ -247,7 +247,7 @@ pub fn all(p: &Protected) -> Vec<Hatch> {
         Hatch {
             id: "system-pods",
             can: format!(
-                "create pods in {ns}, which may run as the agent's service account (the webhook checks this namespace but fails open)"
+                "create pods in {ns}, which may run as the agent's service account (the webhook refuses it while it runs; RBAC is what is left when it does not)"
             ),
             severity: Severity::Warning,
             requests: vec![OwnedRequest::new("create", "", "pods").in_namespace(ns)],
