@@ -315,6 +315,61 @@ async fn a_webhook_configured_from_manifest_files_enforces_and_cannot_be_deleted
         other.stderr
     );
 
+    // Admission policies and their bindings too, whoever writes them, and
+    // break-glass does not open the admission chain.
+    let policy = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n\
+                  metadata: {name: freeze-agent}\nspec:\n  failurePolicy: Fail\n\
+                  \x20 matchConstraints: {resourceRules: [{apiGroups: [''], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [configmaps]}]}\n\
+                  \x20 validations: [{expression: 'false', message: frozen}]\n";
+    let binding = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\n\
+                   metadata: {name: freeze-agent}\nspec: {policyName: freeze-agent, validationActions: [Deny]}\n";
+    for (who, manifest) in [(Identity::Alice, policy), (Identity::Admin, binding)] {
+        let refused = cluster.kubectl_full(
+            &cluster.kubeconfig(who),
+            &["create", "-f", "-"],
+            manifest,
+            &[],
+        );
+        assert!(
+            refused
+                .expect_failure()
+                .contains("admission webhook \"validate.gitwarden.io\" denied the request"),
+            "{}",
+            refused.stderr
+        );
+    }
+    let policies = cluster.kubectl(
+        Identity::Admin,
+        &[
+            "get",
+            "validatingadmissionpolicies,validatingadmissionpolicybindings",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        !policies.expect_success().contains("freeze-agent"),
+        "{}",
+        policies.stdout
+    );
+    let glass = policy.replace(
+        "metadata: {name: freeze-agent}",
+        "metadata: {name: freeze-agent, annotations: {gitwarden.io/break-glass: INC-8}}",
+    );
+    let refused = cluster.kubectl_full(
+        &cluster.kubeconfig(Identity::Carol),
+        &["create", "-f", "-"],
+        &glass,
+        &[],
+    );
+    assert!(
+        refused
+            .expect_failure()
+            .contains("break-glass never applies"),
+        "{}",
+        refused.stderr
+    );
+
     // Enforcement stays after all of that; git's path (the agent) stays open.
     alice_writes(&cluster, "after-delete").expect_failure();
     cluster
