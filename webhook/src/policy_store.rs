@@ -21,7 +21,7 @@ use crate::metrics::{ReloadLabels, WebhookMetrics};
 /// Where the policy comes from.
 #[derive(Debug, Clone)]
 pub enum PolicySource {
-    /// The built-in defaults (DESIGN §4), never reloaded.
+    /// The built-in defaults (docs/design.md §4), never reloaded.
     Defaults,
     /// A YAML file, polled for changes.
     File {

@@ -67,7 +67,7 @@ impl BreakGlass {
             .cloned()
             .collect();
         // A reason without a valid `-until` stamp (or a label without a
-        // reason) is no open window: DESIGN §4.
+        // reason) is no open window: docs/design.md §4.
         let stamp = |key: &str| {
             annotations
                 .filter(|_| has_reason)
