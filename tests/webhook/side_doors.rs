@@ -288,6 +288,26 @@ async fn nobody_mints_a_controllers_token_or_fills_a_token_secret_for_it() {
     .to_string();
     assert!(err.contains("filled with a token"), "{err}");
     assert!(!exists(&s, &["-n", "kube-system", "secret", "gc-token"]));
+
+    // The controller manager keeps minting its controllers' tokens (it runs
+    // them with --use-service-account-credentials).
+    let controller_manager = s.cluster.dir().join("pki/kube-controller-manager.kubeconfig");
+    let token = s
+        .cluster
+        .kubectl_with(
+            &controller_manager,
+            &[
+                "-n",
+                "kube-system",
+                "create",
+                "token",
+                "generic-garbage-collector",
+            ],
+        )
+        .expect_success()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("ey"), "not a token: {token}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
