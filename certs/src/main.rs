@@ -124,12 +124,7 @@ struct ClusterArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    gitwarden_runtime::logging::init(gitwarden_runtime::logging::LogFormat::Text, "warn");
     let (args, mode) = match cli.command {
         None => return report_files(write_files(&cli.files)),
         Some(Command::Files(files)) => return report_files(write_files(&files)),
@@ -164,7 +159,7 @@ async fn run_cluster(args: ClusterArgs, mode: Mode) -> ExitCode {
         Mode::Rotate => "rotate",
         Mode::Check => "check",
     };
-    let client = match kube_client(args.kubeconfig.as_deref()).await {
+    let client = match gitwarden_runtime::client::client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gitwarden-certs {name}: {e:#}");
@@ -236,21 +231,6 @@ async fn run_cluster(args: ClusterArgs, mode: Mode) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// A client from `--kubeconfig`, else `$KUBECONFIG` / `~/.kube/config` / in-cluster (as the agent does).
-async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a Kubernetes configuration (in-cluster or $KUBECONFIG)")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
 fn report_files(result: Result<()>) -> ExitCode {

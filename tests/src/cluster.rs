@@ -9,8 +9,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 
 use crate::kubectl::{KubectlOutput, kubectl_binary, run_kubectl};
 use crate::namespace::TestNamespace;
@@ -433,10 +432,5 @@ pub fn write_token_kubeconfig(
 }
 
 async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
-    let kubeconfig =
-        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading {}", path.display()))?;
-    Client::try_from(config).context("building kube client")
+    Ok(gitwarden_runtime::client::client(Some(path)).await?)
 }

@@ -8,7 +8,7 @@ use clap::Parser;
 use gitwarden_webhook::audit::{
     AuditLog, AuditMetrics, AuditOptions, AuditQuery, query_dir, run_verify_cli,
 };
-use gitwarden_webhook::cli::{AuditArgs, AuditOutput, Cli, Command, LogFormat, ServeArgs};
+use gitwarden_webhook::cli::{AuditArgs, AuditOutput, Cli, Command, ServeArgs};
 use gitwarden_webhook::listener::{self, ConnectionLimits};
 use gitwarden_webhook::metrics::WebhookMetrics;
 use gitwarden_webhook::policy_store::{PolicySource, PolicyStore};
@@ -18,7 +18,7 @@ use gitwarden_webhook::tls;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    gitwarden_runtime::logging::init(cli.log_format, "info");
     match cli.command {
         Command::Verify { audit_dir } => run_verify_cli(&audit_dir),
         Command::Audit(args) => match print_audit(&args) {
@@ -48,18 +48,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().with_current_span(true).init(),
-        LogFormat::Text => builder.init(),
     }
 }
 
@@ -138,17 +126,7 @@ fn policy_source(args: &ServeArgs) -> anyhow::Result<PolicySource> {
 }
 
 async fn kube_client(args: &ServeArgs) -> anyhow::Result<kube::Client> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a Kubernetes configuration")?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    Ok(gitwarden_runtime::client::client(args.kubeconfig.as_deref()).await?)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -218,7 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = handle.clone();
     let grace = args.shutdown_grace;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        gitwarden_runtime::signals::shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown.graceful_shutdown(Some(grace));
     });
@@ -239,19 +217,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     audit.close().await.context("closing the audit log")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

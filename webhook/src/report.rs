@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gitwarden_shared::audit::{AgentReport, AuditDecision, AuditEvent};
 use gitwarden_shared::identity::Requester;
@@ -79,13 +79,7 @@ async fn accept(
     headers: &HeaderMap,
     report: AgentReport,
 ) -> Result<String, ReportRefusal> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ReportRefusal::NoToken)?;
+    let token = gitwarden_runtime::bearer::from_headers(headers).ok_or(ReportRefusal::NoToken)?;
     let client = state.kube.clone().ok_or(ReportRefusal::NoClient)?;
     let requester = authenticate(client, token).await?;
     let policy = state.review.policy.get();
