@@ -89,7 +89,7 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// A request to the API server failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Kube {
         /// What was being done.
         what: String,

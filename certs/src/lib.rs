@@ -32,7 +32,7 @@ use rcgen::{
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// rcgen refused the parameters or failed to sign.
-    #[error("generating {what}: {source}")]
+    #[error("generating {what}")]
     Generate {
         /// Which certificate or key was being generated.
         what: &'static str,

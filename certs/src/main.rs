@@ -162,7 +162,10 @@ async fn run_cluster(args: ClusterArgs, mode: Mode) -> ExitCode {
     let client = match gitwarden_runtime::client::client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("gitwarden-certs {name}: {e:#}");
+            eprintln!(
+                "gitwarden-certs {name}: {}",
+                gitwarden_runtime::errors::chain(&e)
+            );
             return ExitCode::from(2);
         }
     };
@@ -227,7 +230,10 @@ async fn run_cluster(args: ClusterArgs, mode: Mode) -> ExitCode {
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("gitwarden-certs {name}: {:#}", anyhow::Error::new(e));
+            eprintln!(
+                "gitwarden-certs {name}: {}",
+                gitwarden_runtime::errors::chain(&e)
+            );
             ExitCode::from(2)
         }
     }

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             // Refusing a duplicated field is deliberate (see
             // gitwarden_webhook::decode): two parsers that pick different
             // copies are a classic way around an admission check.
-            Err(e) if e.to_string().contains("duplicate field") => return,
+            Err(e) if gitwarden_runtime::errors::chain(e).contains("duplicate field") => return,
             Err(e) => panic!("kube decodes this review but the webhook refuses it: {e}"),
         };
         assert_eq!(

@@ -7,6 +7,7 @@
 
 pub mod bearer;
 pub mod client;
+pub mod errors;
 pub mod logging;
 pub mod metrics;
 pub mod signals;

@@ -163,13 +163,13 @@ pub enum PolicyError {
     /// The text is not YAML, or does not fit the policy's shape (unknown
     /// field, wrong type, malformed duration or pattern). The message names
     /// the field and the line.
-    #[error("cannot read the gitwarden policy: {0}")]
+    #[error("cannot read the gitwarden policy")]
     Parse(#[source] serde_yaml_ng::Error),
     /// The policy parses but contains values that cannot be meant.
     #[error("the gitwarden policy is invalid: {}", join(.0))]
     Invalid(Vec<PolicyProblem>),
     /// The policy could not be written out as YAML.
-    #[error("cannot write the gitwarden policy as YAML: {0}")]
+    #[error("cannot write the gitwarden policy as YAML")]
     Serialize(#[source] serde_yaml_ng::Error),
 }
 

@@ -35,7 +35,7 @@ use serde::de::IgnoredAny;
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The body is not JSON, or not shaped like an AdmissionReview.
-    #[error("body is not an AdmissionReview: {0}")]
+    #[error("body is not an AdmissionReview")]
     Malformed(#[from] serde_json::Error),
     /// The review has no `request` (it may be a response).
     #[error("AdmissionReview has no request")]

@@ -135,7 +135,7 @@ impl PolicyStore {
                 tracing::info!(generation = self.status().generation, "policy loaded");
                 Ok(())
             }
-            Err(e) => self.reject(e.to_string()),
+            Err(e) => self.reject(gitwarden_runtime::errors::chain(&e)),
         }
     }
 

@@ -29,13 +29,13 @@ enum ReportRefusal {
         "the webhook has no Kubernetes client to authenticate reporters (it reads its policy from a file)"
     )]
     NoClient,
-    #[error("authenticating the reporter: {0}")]
+    #[error("authenticating the reporter")]
     TokenReview(#[source] kube::Error),
     #[error("the token is not valid: {0}")]
     Unauthenticated(String),
     #[error("{0:?} is not the gitwarden agent under the policy in force")]
     NotTheAgent(String),
-    #[error("recording the report: {0}")]
+    #[error("recording the report")]
     Audit(#[source] crate::audit::AuditError),
 }
 
@@ -68,8 +68,11 @@ pub async fn record(
     match accept(&state, &headers, report).instrument(span).await {
         Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
         Err(refusal) => {
-            tracing::warn!(error = %refusal, "audit report refused");
-            (refusal.status(), refusal.to_string()).into_response()
+            tracing::warn!(
+                error = gitwarden_runtime::errors::chain(&refusal),
+                "audit report refused"
+            );
+            (refusal.status(), gitwarden_runtime::errors::chain(&refusal)).into_response()
         }
     }
 }

@@ -80,9 +80,18 @@ async fn handle(state: ReviewState, endpoint: Endpoint, body: Bytes) -> Response
     let request = match parse(&body) {
         Ok(r) => r,
         Err(why) => {
-            tracing::warn!(endpoint = endpoint.label(), bytes = body.len(), error = %why, "rejected a malformed admission request");
+            tracing::warn!(
+                endpoint = endpoint.label(),
+                bytes = body.len(),
+                error = gitwarden_runtime::errors::chain(&why),
+                "rejected a malformed admission request"
+            );
             state.metrics.bad_requests.get_or_create(&labels).inc();
-            return (StatusCode::BAD_REQUEST, why.to_string()).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                gitwarden_runtime::errors::chain(&why),
+            )
+                .into_response();
         }
     };
     let policy = state.policy.get();
@@ -134,6 +143,7 @@ async fn answer(
         match state.audit.append(audit_event(request, decision)).await {
             Ok(record) => Some(record.id),
             Err(e) => {
+                let e = gitwarden_runtime::errors::chain(&e);
                 tracing::error!(error = %e, "audit record could not be made durable; refusing the request");
                 let message = format!(
                     "gitwarden could not record this request in its audit log ({e}); it is refused until the audit log works again"
@@ -232,7 +242,7 @@ pub fn answer_offline(
     now: jiff::Timestamp,
     audit_id: Option<&str>,
 ) -> Result<(Decision, Vec<u8>), String> {
-    let request = parse(body).map_err(|e| e.to_string())?;
+    let request = parse(body).map_err(|e| gitwarden_runtime::errors::chain(&e))?;
     let decision = decide(policy, &request, now);
     let answer = respond(endpoint, &request, &decision, audit_id);
     let body = answer

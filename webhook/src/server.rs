@@ -129,7 +129,10 @@ async fn audit_query(
         Ok(records) => axum::Json(records).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reading the audit log: {e}"),
+            format!(
+                "reading the audit log: {}",
+                gitwarden_runtime::errors::chain(&e)
+            ),
         )
             .into_response(),
     }

@@ -12,7 +12,11 @@ fn problems(yaml: &str) -> Vec<PolicyProblem> {
 
 fn parse_error(yaml: &str) -> String {
     match Policy::from_yaml(yaml) {
-        Err(PolicyError::Parse(e)) => PolicyError::Parse(e).to_string(),
+        Err(PolicyError::Parse(e)) => {
+            // The error names its step; the YAML reader's cause is its source.
+            let cause = e.to_string();
+            format!("{}: {cause}", PolicyError::Parse(e))
+        }
         other => panic!("expected a parse error, got {other:?}"),
     }
 }

@@ -1,4 +1,5 @@
 //! The one error type of the audit log, with the file and the step that failed.
+//! The cause is each variant's `source`, not repeated in its message.
 
 use std::io;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The audit directory could not be created.
-    #[error("cannot create audit directory {}: {source}", dir.display())]
+    #[error("cannot create audit directory {}", dir.display())]
     CreateDir {
         /// The directory.
         dir: PathBuf,
@@ -20,7 +21,7 @@ pub enum AuditError {
         source: io::Error,
     },
     /// The lock file that keeps a second writer out could not be opened.
-    #[error("cannot open audit lock file {}: {source}", path.display())]
+    #[error("cannot open audit lock file {}", path.display())]
     LockFile {
         /// The lock file.
         path: PathBuf,
@@ -35,7 +36,7 @@ pub enum AuditError {
         path: PathBuf,
     },
     /// The audit directory could not be listed.
-    #[error("cannot list audit directory {}: {source}", dir.display())]
+    #[error("cannot list audit directory {}", dir.display())]
     ListDir {
         /// The directory.
         dir: PathBuf,
@@ -43,7 +44,7 @@ pub enum AuditError {
         source: io::Error,
     },
     /// An audit file could not be opened or read.
-    #[error("cannot read audit file {}: {source}", file.display())]
+    #[error("cannot read audit file {}", file.display())]
     Read {
         /// The file.
         file: PathBuf,
@@ -51,7 +52,7 @@ pub enum AuditError {
         source: io::Error,
     },
     /// Removing a torn last line on open failed.
-    #[error("cannot truncate the torn tail of audit file {}: {source}", file.display())]
+    #[error("cannot truncate the torn tail of audit file {}", file.display())]
     Repair {
         /// The file.
         file: PathBuf,
@@ -74,7 +75,7 @@ pub enum AuditError {
     },
     /// Creating a file, writing a batch or fsyncing failed: the records of
     /// that batch are not durable and were not acknowledged.
-    #[error("audit {op} failed on {}: {source}", file.display())]
+    #[error("audit {op} failed on {}", file.display())]
     Write {
         /// The step that failed: `create`, `write`, `fsync`, `sync dir`, `encode`.
         op: &'static str,
@@ -94,7 +95,7 @@ pub enum AuditError {
     #[error("the audit writer has stopped")]
     WriterGone,
     /// The writer thread could not be started.
-    #[error("cannot start the audit writer thread: {0}")]
+    #[error("cannot start the audit writer thread")]
     SpawnWriter(#[source] io::Error),
     /// A blocking task (query, close) panicked or was cancelled.
     #[error("audit background task failed: {0}")]

@@ -232,6 +232,6 @@ fn a_field_given_twice_is_refused_rather_than_resolved() {
     // webhook that kept the first would decide on different metadata than
     // the API server stores.
     let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"apps","version":"v1","kind":"Deployment"},"resource":{"group":"apps","version":"v1","resource":"deployments"},"operation":"UPDATE","userInfo":{"username":"carol"},"object":{"metadata":{"name":"web","annotations":{"gitwarden.io/break-glass":"x"},"annotations":{}}}}}"#;
-    let error = admission_request(body).unwrap_err().to_string();
+    let error = gitwarden_runtime::errors::chain(&admission_request(body).unwrap_err());
     assert!(error.contains("duplicate field `annotations`"), "{error}");
 }
