@@ -99,9 +99,62 @@ pub struct RunArgs {
     /// How often to try to acquire or renew the lease.
     #[arg(long, env = "GITWARDEN_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
     pub lease_retry_period: std::time::Duration,
+    /// Own the admission chain: while leading, delete every webhook
+    /// configuration, admission policy and binding that is neither in git
+    /// nor allowed by the policy's `admissionChain.allow`.
+    #[arg(long, env = "GITWARDEN_ADMISSION_GUARD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub admission_guard: bool,
+    /// `NAMESPACE/NAME` of the policy ConfigMap (key `policy.yaml`): its
+    /// `admissionChain.allow` names the admission objects allowed outside git.
+    #[arg(long, env = "GITWARDEN_POLICY_CONFIGMAP", default_value_t = default_policy_configmap(), value_parser = parse_namespaced)]
+    pub policy_configmap: Namespaced,
+    /// The webhook's base URL (`https://…`): records of what the agent
+    /// removed are appended to its audit log (`POST /audit/events`). Unset:
+    /// removals are logged, counted and evented, but not audited.
+    #[arg(long, env = "GITWARDEN_AUDIT_URL")]
+    pub audit_url: Option<String>,
+    /// PEM file of the CA(s) to trust for --audit-url (instead of the system roots).
+    #[arg(long, env = "GITWARDEN_AUDIT_CA", requires = "audit_url")]
+    pub audit_ca: Option<PathBuf>,
     /// Source and apply settings.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// An object named `NAMESPACE/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespaced {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl std::fmt::Display for Namespaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+fn default_policy_configmap() -> Namespaced {
+    Namespaced {
+        namespace: gitwarden_shared::names::SYSTEM_NAMESPACE.to_owned(),
+        name: gitwarden_shared::names::POLICY_CONFIGMAP.to_owned(),
+    }
+}
+
+fn parse_namespaced(text: &str) -> Result<Namespaced, String> {
+    match text.split_once('/') {
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok(Namespaced {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+        }
+        _ => Err(format!("expected NAMESPACE/NAME, got {text:?}")),
+    }
 }
 
 /// `sync` settings.

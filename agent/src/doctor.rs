@@ -55,6 +55,16 @@ pub struct DoctorArgs {
     /// The policy ConfigMap in that namespace.
     #[arg(long, default_value = names::POLICY_CONFIGMAP)]
     pub policy_configmap: String,
+    /// Namespace of the agent's leader Lease (default: --namespace).
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+    /// Name of the agent's leader Lease.
+    #[arg(long, default_value = "gitwarden-agent")]
+    pub lease_name: String,
+    /// A Lease expired (or released and not taken) for longer than this
+    /// means no agent leads: critical.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lease_max_expired: std::time::Duration,
 }
 
 impl DoctorArgs {
@@ -70,6 +80,15 @@ impl DoctorArgs {
             cert_warn_before: std::time::Duration::from_secs(self.cert_warn_days * 86_400),
             agent_max_age: self.agent_max_age,
             timeout: self.timeout,
+            lease: gitwarden_doctor::lease::LeaseTarget {
+                namespace: self
+                    .lease_namespace
+                    .clone()
+                    .unwrap_or_else(|| self.namespace.clone()),
+                name: self.lease_name.clone(),
+                agent_service_account: self.agent_service_account.clone(),
+                max_expired: self.lease_max_expired,
+            },
         }
     }
 }

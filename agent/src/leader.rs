@@ -35,6 +35,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::standby::{Election, Holder};
+
 /// Upper bound of the random extra wait added to `retry_period` between
 /// acquisition attempts (as a fraction of it), so that standbys started
 /// together do not hit the API server in lock-step. `renew_deadline` must
@@ -194,6 +196,13 @@ struct Observed {
     changed_at: Option<Instant>,
 }
 
+impl Observed {
+    /// Whether the lease record changed (by another writer) within `window`.
+    fn changed_within(&self, window: Duration) -> bool {
+        self.changed_at.is_some_and(|t| t.elapsed() < window)
+    }
+}
+
 /// Acquires and renews one Lease for one identity.
 ///
 /// Built once per process; [`LeaderElector::acquire`] turns it into a
@@ -204,6 +213,11 @@ pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
     observed: Mutex<Observed>,
+    /// Told after every acquisition attempt what it saw, so the agent can
+    /// report a standby whose leader never comes.
+    observer: Option<watch::Sender<Election>>,
+    /// The holder seen by the last attempt that found the lease held.
+    last_holder: Mutex<Option<Holder>>,
 }
 
 /// How [`LeaderElector::run`] ended, so `main` can decide whether to exit
@@ -229,7 +243,17 @@ impl LeaderElector {
             api: Api::namespaced(client, &config.namespace),
             config,
             observed: Mutex::new(Observed::default()),
+            observer: None,
+            last_holder: Mutex::new(None),
         })
+    }
+
+    /// Reports every acquisition attempt's view of the lease to `observer`
+    /// ([`Election`]): who holds it, whether they renew, or why it could
+    /// not be read. Without an observer the elector reports nothing.
+    pub fn with_observer(mut self, observer: watch::Sender<Election>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// This replica's identity, as written to `holderIdentity`.
@@ -293,6 +317,22 @@ impl LeaderElector {
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let ours = holder == cfg.identity;
         if !holder.is_empty() && !ours && self.held(spec, now, first_sighting) {
+            let sighting = Holder {
+                identity: holder.clone(),
+                renewed_at: spec
+                    .renew_time
+                    .as_ref()
+                    .or(spec.acquire_time.as_ref())
+                    .map(|t| t.0),
+                lease_seconds: spec
+                    .lease_duration_seconds
+                    .map_or(0, |s| u64::from(s.unsigned_abs())),
+                renewing: self.lock_observed().changed_within(cfg.lease_duration),
+            };
+            *self
+                .last_holder
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sighting);
             return Ok(Attempt::HeldBy(holder));
         }
 
@@ -331,16 +371,39 @@ impl LeaderElector {
     pub async fn acquire(self) -> Leadership {
         loop {
             match self.try_acquire_or_renew().await {
-                Ok(Attempt::Leading) => return Leadership::start(self),
+                Ok(Attempt::Leading) => {
+                    self.tell(Election::Leading);
+                    return Leadership::start(self);
+                }
                 Ok(Attempt::HeldBy(holder)) => {
                     tracing::debug!(lease = %self.config.name, %holder, "lease held by another replica");
+                    let sighting = self
+                        .last_holder
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
+                    if let Some(sighting) = sighting {
+                        self.tell(Election::Waiting(sighting));
+                    }
                 }
                 Ok(Attempt::Conflict) => {
                     tracing::debug!(lease = %self.config.name, "lost a race for the lease");
                 }
-                Err(e) => tracing::warn!(error = %e, "leader election: acquisition attempt failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader election: acquisition attempt failed");
+                    self.tell(Election::Unreachable {
+                        error: e.to_string(),
+                    });
+                }
             }
             tokio::time::sleep(jittered(self.config.retry_period)).await;
+        }
+    }
+
+    /// Reports an attempt's view to the observer, if there is one.
+    fn tell(&self, election: Election) {
+        if let Some(observer) = &self.observer {
+            observer.send_replace(election);
         }
     }
 

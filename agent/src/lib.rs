@@ -2,11 +2,17 @@
 //! match it (server-side apply, prune, drift healing, status).
 //!
 //! The library holds the parts with no dependency on the command line:
-//! [`leader`] election through a Lease, so replicas never apply at once, and
-//! [`health`], kstatus-style readiness of what was applied. Fetching,
-//! loading and applying live in the `gitwarden-source`, `gitwarden-manifests`
-//! and `gitwarden-apply` crates; the binary wires them into `run`, `sync`,
-//! `diff` and `status`.
+//! [`leader`] election through a Lease, so replicas never apply at once;
+//! [`standby`], telling a healthy standby from one whose leader never comes;
+//! [`health`], kstatus-style readiness of what was applied;
+//! [`admission_chain`], which admission objects may exist outside git; and
+//! [`audit`], delivering the agent's own records to the webhook's audit log.
+//! Fetching, loading and applying live in the `gitwarden-source`,
+//! `gitwarden-manifests` and `gitwarden-apply` crates; the binary wires them
+//! into `run`, `sync`, `diff` and `status`.
 
+pub mod admission_chain;
+pub mod audit;
 pub mod health;
 pub mod leader;
+pub mod standby;

@@ -3,9 +3,14 @@
 //! `status` prints a running agent's status; `doctor` reports who can still
 //! bypass git.
 
+mod admission_guard;
 mod cli;
 mod doctor;
+mod events;
+mod leader_report;
 mod pipeline;
+mod policy_watch;
+mod refusals;
 mod run;
 mod server;
 mod status;
@@ -147,10 +152,46 @@ async fn diff(args: &CommonArgs) -> anyhow::Result<(String, Diff)> {
     Ok(result)
 }
 
+/// The admission guard's settings for `run`, `None` when it is disabled.
+/// Starts the audit delivery when `--audit-url` is set.
+fn admission_guard(
+    args: &RunArgs,
+    config: &kube::Config,
+    client: &kube::Client,
+) -> anyhow::Result<Option<admission_guard::GuardSettings>> {
+    if !args.admission_guard {
+        tracing::warn!("--admission-guard=false: admission objects outside git are not removed");
+        return Ok(None);
+    }
+    let audit = match &args.audit_url {
+        None => admission_guard::Audit::NotAudited,
+        Some(url) => {
+            let bearer = gitwarden_agent::audit::Bearer::from_config(config).context(
+                "--audit-url needs a bearer token (kubeconfig token or token file, or the in-cluster service account) to authenticate the agent to the webhook",
+            )?;
+            let (sink, _task) =
+                gitwarden_agent::audit::AuditSink::start(url, args.audit_ca.as_deref(), bearer)?;
+            tracing::info!(%url, "removals of admission objects are recorded in the webhook's audit log");
+            admission_guard::Audit::Webhook(sink)
+        }
+    };
+    Ok(Some(admission_guard::GuardSettings {
+        policy_configmap: args.policy_configmap.clone(),
+        inventory: gitwarden_apply::InventoryStore::new(
+            client.clone(),
+            &args.common.inventory_namespace,
+            &args.common.apply_config().inventory_name,
+        ),
+        audit,
+    }))
+}
+
 async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     use std::sync::Arc;
     let (pipeline, _counter) = pipeline(&args.common).await?;
-    let client = kube::Client::try_from(kube_config(&args.common).await?)?;
+    let config = kube_config(&args.common).await?;
+    let client = kube::Client::try_from(config.clone())?;
+    let guard_settings = admission_guard(&args, &config, &client)?;
     let reporter = status::Reporter::new(args.common.repo.clone());
     let trigger = Arc::new(tokio::sync::Notify::new());
     let read = |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<Arc<[u8]>>> {
@@ -188,6 +229,24 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         jitter: args.jitter.clamp(0.0, 1.0),
         drift_debounce: args.drift_debounce,
     };
+    // The guard runs beside the sync loop, only while leading: it is
+    // dropped with the loop when leadership ends.
+    let guard = {
+        let (client, discovery, git, reporter) = (
+            client.clone(),
+            pipeline.discovery(),
+            pipeline.git_objects(),
+            reporter.clone(),
+        );
+        async move {
+            match guard_settings {
+                Some(settings) => {
+                    admission_guard::guard(client, discovery, git, settings, reporter).await
+                }
+                None => std::future::pending().await,
+            }
+        }
+    };
     if args.leader_elect {
         let lease = gitwarden_agent::leader::LeaseConfig {
             lease_duration: args.lease_duration,
@@ -201,22 +260,27 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         };
         let watch_client = client.clone();
         let loop_reporter = reporter.clone();
-        run::run_with_leader_election(client, lease, reporter, move |leading| {
-            run::sync_loop(
-                pipeline,
-                loop_reporter,
-                trigger,
-                settings,
-                watch_client,
-                leading,
-            )
+        run::run_with_leader_election(client, lease, reporter, move |leading| async move {
+            tokio::select! {
+                () = run::sync_loop(
+                    pipeline,
+                    loop_reporter,
+                    trigger,
+                    settings,
+                    watch_client,
+                    leading,
+                ) => {}
+                () = guard => {}
+            }
         })
         .await
     } else {
         reporter.set_role("leader");
+        reporter.leader_election(gitwarden_agent::standby::Standing::Leading);
         let (_leading_tx, leading) = tokio::sync::watch::channel(true);
         tokio::select! {
             () = run::sync_loop(pipeline, reporter, trigger, settings, client, leading) => {}
+            () = guard => {}
             () = run::shutdown_signal() => tracing::info!("shutting down"),
         }
         Ok(())
@@ -238,6 +302,37 @@ async fn print_status(url: &str) -> anyhow::Result<()> {
     println!("last attempt:  {}", field("lastAttempt"));
     println!("last success:  {}", field("lastSuccess"));
     println!("drift healed:  {}", s["driftHealed"]);
+    let election = &s["leaderElection"];
+    match election["state"].as_str() {
+        Some("stuck") => println!(
+            "leader:        STUCK: {}",
+            election["message"].as_str().unwrap_or("-")
+        ),
+        Some("waiting") => println!(
+            "leader:        waiting for {} (since {})",
+            election["holder"]["identity"].as_str().unwrap_or("?"),
+            election["waitingSince"].as_str().unwrap_or("?")
+        ),
+        Some(state) => println!("leader:        {state}"),
+        None => {}
+    }
+    println!(
+        "admission:     guard {}, {} object(s) outside git removed since start",
+        s["admissionGuard"]["state"].as_str().unwrap_or("-"),
+        s["admissionObjectsRemoved"]
+    );
+    for r in s["admissionRefusals"].as_array().into_iter().flatten() {
+        println!(
+            "  refused     {} by {} {}: {}",
+            r["object"].as_str().unwrap_or("?"),
+            r["refusedBy"]["type"].as_str().unwrap_or("?"),
+            r["refusedBy"]["name"]
+                .as_str()
+                .or(r["refusedBy"]["policy"].as_str())
+                .unwrap_or("?"),
+            r["message"].as_str().unwrap_or("")
+        );
+    }
     println!(
         "break-glass:   {} held, {} reverted, {} deleted since start",
         s["lastReport"]["breakGlass"]["held"]
@@ -299,7 +394,13 @@ fn print_sync(synced: &Synced, output: Output) {
     for o in &r.applied {
         match &o.action {
             Action::Unchanged => {}
-            Action::Failed(why) => println!("  failed     {} ({}): {why}", o.object, o.location),
+            Action::Failed(why) => match &o.refused_by {
+                Some(plugin) => println!(
+                    "  refused    {} ({}) by {plugin}: {why}",
+                    o.object, o.location
+                ),
+                None => println!("  failed     {} ({}): {why}", o.object, o.location),
+            },
             Action::BreakGlass(why) => println!("  held       {} ({why})", o.object),
             action => println!(
                 "  {:<10} {}",

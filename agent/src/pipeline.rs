@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
+use gitwarden_agent::admission_chain::GitObjects;
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
 use gitwarden_manifests::{LoadErrors, ManifestFile, ManifestSet, load};
 use gitwarden_source::{FetchedRevision, Source, SourceError, SourceSpec};
@@ -43,8 +44,23 @@ pub enum PipelineError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// The apply bodies of the revision's admission-configuration objects.
+fn admission_bodies(set: &ManifestSet) -> Vec<(gitwarden_manifests::ObjectRef, serde_json::Value)> {
+    use gitwarden_agent::admission_chain::{ADMISSION_GROUP, AdmissionKind};
+    set.manifests
+        .iter()
+        .filter(|m| {
+            m.gvk.group == ADMISSION_GROUP && AdmissionKind::from_kind(&m.gvk.kind).is_some()
+        })
+        .map(|m| (m.object_ref(), gitwarden_manifests::prepare_for_apply(m)))
+        .collect()
+}
+
 /// The configured source and the cluster, ready to sync repeatedly.
 pub struct Pipeline {
+    /// The objects of the revision loaded last, for the admission guard:
+    /// `None` until a verified revision loaded.
+    git: tokio::sync::watch::Sender<Option<Arc<GitObjects>>>,
     source: Arc<Mutex<Source>>,
     applier: Applier,
     default_namespace: String,
@@ -91,12 +107,19 @@ impl Pipeline {
         let source = tokio::task::spawn_blocking(move || Source::open(spec, &cache_dir)).await??;
         let discovery = Arc::new(Discovery::new(client.clone()).await?);
         Ok(Pipeline {
+            git: tokio::sync::watch::Sender::new(None),
             source: Arc::new(Mutex::new(source)),
             applier: Applier::new(client.clone(), discovery, config),
             default_namespace,
             client,
             health_timeout,
         })
+    }
+
+    /// What git contains: the objects of the revision the last sync loaded
+    /// (published before it is applied), `None` until one loaded.
+    pub fn git_objects(&self) -> tokio::sync::watch::Receiver<Option<Arc<GitObjects>>> {
+        self.git.subscribe()
     }
 
     /// The API discovery the applier uses (shared, refreshed per sync).
@@ -145,6 +168,9 @@ impl Pipeline {
         let span = tracing::info_span!("sync", commit = %revision.commit, reference = %revision.branch_or_tag);
         async move {
             let set = self.manifests(&revision).await?;
+            let git = GitObjects::new(revision.commit.clone(), set.object_refs())
+                .with_admission_bodies(admission_bodies(&set));
+            self.git.send_replace(Some(Arc::new(git.clone())));
             // The files' bytes are not needed once loaded; with thousands of
             // objects they are megabytes the rest of the sync would hold.
             revision.files = Vec::new();
@@ -156,6 +182,7 @@ impl Pipeline {
                     revision: revision.commit.clone(),
                     source,
                 })?;
+            self.git.send_replace(Some(Arc::new(git.into_applied())));
             let url = self
                 .source
                 .lock()

@@ -51,13 +51,8 @@ pub async fn sync_loop(
     let mut watchers = tokio::task::JoinSet::new();
     let mut drift_triggered = false;
     let mut announced = HeldWindows::default();
-    let recorder = kube::runtime::events::Recorder::new(
-        client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "gitwarden-agent".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let mut refusals_announced = crate::refusals::Announced::default();
+    let recorder = crate::events::recorder(client.clone());
     loop {
         if !*leading.borrow() {
             return;
@@ -76,6 +71,13 @@ pub async fn sync_loop(
                     record_drift_events(&recorder, &synced).await;
                 }
                 record_break_glass_events(&recorder, &synced, &mut announced).await;
+                crate::refusals::record(
+                    &recorder,
+                    &reporter,
+                    crate::refusals::from_report(&synced.report),
+                    &mut refusals_announced,
+                )
+                .await;
                 let next_expiry = synced.report.break_glass.next_expiry();
                 reporter.success(
                     &synced.commit,
@@ -106,6 +108,13 @@ pub async fn sync_loop(
                     .map_or(interval, |expiry| expiry.min(interval))
             }
             Err(e) => {
+                crate::refusals::record(
+                    &recorder,
+                    &reporter,
+                    crate::refusals::from_error(&e),
+                    &mut refusals_announced,
+                )
+                .await;
                 let message = format!("{:#}", anyhow::Error::new(e));
                 tracing::error!(error = %message, "sync failed; keeping the last applied revision");
                 reporter.failure(message);
@@ -260,7 +269,7 @@ async fn record_break_glass_events(
     }
 }
 
-/// Records one Event on `object`; a failure is logged, never fatal.
+/// Records one Event on an object of git.
 async fn publish(
     recorder: &kube::runtime::events::Recorder,
     object: &gitwarden_manifests::ObjectRef,
@@ -269,23 +278,15 @@ async fn publish(
     action: &str,
     note: String,
 ) {
-    let reference = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some(object.api_version()),
-        kind: Some(object.kind.clone()),
-        namespace: object.namespace.clone(),
-        name: Some(object.name.clone()),
-        ..Default::default()
-    };
-    let event = kube::runtime::events::Event {
+    crate::events::publish(
+        recorder,
+        &crate::events::reference(object),
         type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &reference).await {
-        tracing::warn!(%object, reason, error = %e, "could not record the Event");
-    }
+        reason,
+        action,
+        note,
+    )
+    .await;
 }
 
 /// The kinds of the objects gitwarden manages: (group, version, kind).
@@ -420,14 +421,23 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     reporter.set_role("standby");
-    let elector = LeaderElector::new(client, lease)?;
+    let (observer, election) = watch::channel(gitwarden_agent::standby::Election::Starting);
+    let standing = tokio::spawn(crate::leader_report::follow(
+        client.clone(),
+        lease.clone(),
+        election,
+        reporter.clone(),
+    ));
+    let elector = LeaderElector::new(client, lease)?.with_observer(observer);
     let reporter_for_work = reporter.clone();
     let outcome = elector
         .run(shutdown_signal(), move |leading| {
             reporter_for_work.set_role("leader");
             work(leading)
         })
-        .await?;
+        .await;
+    standing.abort();
+    let outcome = outcome?;
     tracing::info!(?outcome, "leader election ended");
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! What the agent reports at GET /status, in `gitwarden-agent status`, and as
 //! metrics: the source, the revision in force, the last attempt and success,
-//! per-object results, drift healed, and the last error.
+//! per-object results, drift healed, admission plugins that refused git,
+//! admission objects removed, where the replica stands in the leader
+//! election, and the last error.
 
 use std::sync::{Arc, RwLock};
 
-use gitwarden_apply::{Action, SyncReport};
+use gitwarden_agent::standby::Standing;
+use gitwarden_apply::{Action, AdmissionRefusal, SyncReport};
+use gitwarden_manifests::{Location, ObjectRef};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -40,12 +44,125 @@ pub struct Status {
     pub break_glass_deleted: u64,
     /// The last error; cleared by the next success.
     pub error: Option<String>,
+    /// Objects of git that an admission plugin gitwarden does not own
+    /// refused at the last attempt (dry-run or apply), naming the plugin.
+    /// Empty when nothing was refused.
+    pub admission_refusals: Vec<RefusalReport>,
+    /// The admission-chain guard: which kinds it watches, which it cannot.
+    pub admission_guard: GuardStatus,
+    /// Admission objects deleted because they were neither in git nor
+    /// allowed by the policy, since start.
+    pub admission_objects_removed: u64,
+    /// Admission objects from git restored because someone changed them
+    /// beyond what a re-apply heals, since start.
+    pub admission_objects_restored: u64,
+    /// The latest of those removals (at most [`RECENT_REMOVALS`]), newest last.
+    pub recent_admission_removals: Vec<Removal>,
+    /// Where this replica stands in the leader election; `stuck` when no
+    /// leader is coming (a holder that does not renew, an unreachable Lease).
+    pub leader_election: Standing,
+}
+
+/// How many removals `/status` lists.
+pub const RECENT_REMOVALS: usize = 20;
+
+/// One object of git refused by an admission plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusalReport {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its manifest's `file:line`.
+    pub location: Location,
+    /// The plugin that refused it.
+    pub refused_by: AdmissionRefusal,
+    /// Which request was refused.
+    pub stage: RefusalStage,
+    /// The API server's message.
+    pub message: String,
+}
+
+/// Which of the agent's requests an admission plugin refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RefusalStage {
+    /// The whole-revision server-side dry-run: nothing of the revision was applied.
+    DryRun,
+    /// The apply of this object (the rest of the revision applied).
+    Apply,
+}
+
+/// One admission object the agent deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its uid (the delete was conditional on it).
+    pub uid: String,
+    /// When it was deleted (RFC 3339).
+    pub at: String,
+    /// What became of its audit record.
+    pub audit: AuditFate,
+}
+
+/// What became of a removal's audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditFate {
+    /// Queued for the webhook's audit log (delivered with retries).
+    Queued,
+    /// No `--audit-url`: logged, evented and counted only.
+    NotAudited,
+    /// The delivery queue was full: logged as an error instead.
+    Overflowed,
+}
+
+/// The admission-chain guard's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardStatus {
+    /// `off` (disabled or not leading), `waiting` (not yet knowing git or
+    /// the policy: removes nothing), `armed`.
+    pub state: GuardState,
+    /// The kinds watched, as `Kind (group/version)`.
+    pub watching: Vec<String>,
+    /// Kinds not watched, and why (not served, not permitted).
+    pub skipped: Vec<String>,
+}
+
+/// See [`GuardStatus::state`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GuardState {
+    /// Disabled, or this replica does not lead.
+    #[default]
+    Off,
+    /// Watching, but git or the policy is not known yet: nothing is removed.
+    Waiting,
+    /// Removing what is neither in git nor allowed.
+    Armed,
 }
 
 /// Labels of the per-object outcome counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     action: &'static str,
+}
+
+/// Labels of the admission-object removal counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Labels of the admission refusal counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin_kind: &'static str,
+    plugin: String,
 }
 
 /// Labels of the revision info gauge.
@@ -68,6 +185,10 @@ pub struct Reporter {
     failures: Counter,
     last_success: Gauge,
     revision: Family<RevisionLabels, Gauge>,
+    admission_removed: Family<KindLabels, Counter>,
+    admission_restored: Family<KindLabels, Counter>,
+    admission_refused: Family<PluginLabels, Counter>,
+    leader_stuck: Gauge,
     /// The registry rendered at /metrics.
     pub registry: Registry,
 }
@@ -135,6 +256,30 @@ impl Reporter {
             "The applied revision, as a label (value 1)",
             revision.clone(),
         );
+        let admission_removed = Family::<KindLabels, Counter>::default();
+        sub.register(
+            "admission_objects_removed",
+            "Admission objects (webhook configurations, admission policies, bindings) deleted because they were neither in git nor allowed by the policy",
+            admission_removed.clone(),
+        );
+        let admission_restored = Family::<KindLabels, Counter>::default();
+        sub.register(
+            "admission_objects_restored",
+            "Admission objects from git restored after someone added to them what a re-apply does not remove",
+            admission_restored.clone(),
+        );
+        let admission_refused = Family::<PluginLabels, Counter>::default();
+        sub.register(
+            "admission_refused",
+            "Objects of git refused by an admission plugin gitwarden does not own, per attempt",
+            admission_refused.clone(),
+        );
+        let leader_stuck = Gauge::default();
+        sub.register(
+            "leader_stuck",
+            "1 while this replica waits for a leader that is not coming (a Lease holder that does not renew, an unreachable Lease)",
+            leader_stuck.clone(),
+        );
         Arc::new(Reporter {
             status: RwLock::new(Status {
                 role: "starting".into(),
@@ -151,6 +296,10 @@ impl Reporter {
             failures,
             last_success,
             revision,
+            admission_removed,
+            admission_restored,
+            admission_refused,
+            leader_stuck,
             registry,
         })
     }
@@ -242,5 +391,63 @@ impl Reporter {
     pub fn failure(&self, error: String) {
         self.failures.inc();
         self.update(|s| s.error = Some(error));
+    }
+
+    /// Records the admission refusals of the last attempt (empty: none),
+    /// counting each.
+    pub fn admission_refusals(&self, refusals: Vec<RefusalReport>) {
+        for r in &refusals {
+            self.admission_refused
+                .get_or_create(&PluginLabels {
+                    plugin_kind: r.refused_by.plugin_kind(),
+                    plugin: r.refused_by.plugin().to_owned(),
+                })
+                .inc();
+        }
+        self.update(|s| s.admission_refusals = refusals);
+    }
+
+    /// Records the admission-chain guard's state.
+    pub fn admission_guard(&self, guard: GuardStatus) {
+        self.update(|s| s.admission_guard = guard);
+    }
+
+    /// Records whether the guard is armed (keeping the kinds it watches).
+    pub fn admission_guard_state(&self, state: GuardState) {
+        self.update(|s| s.admission_guard.state = state);
+    }
+
+    /// Records one admission object deleted by the guard.
+    pub fn admission_object_removed(&self, removal: Removal) {
+        self.admission_removed
+            .get_or_create(&KindLabels {
+                kind: removal.kind.clone(),
+            })
+            .inc();
+        self.update(|s| {
+            s.admission_objects_removed += 1;
+            s.recent_admission_removals.push(removal);
+            let excess = s
+                .recent_admission_removals
+                .len()
+                .saturating_sub(RECENT_REMOVALS);
+            s.recent_admission_removals.drain(..excess);
+        });
+    }
+
+    /// Records one admission object from git restored by the guard.
+    pub fn admission_object_restored(&self, kind: &str) {
+        self.admission_restored
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+        self.update(|s| s.admission_objects_restored += 1);
+    }
+
+    /// Records where this replica stands in the leader election.
+    pub fn leader_election(&self, standing: Standing) {
+        self.leader_stuck.set(i64::from(standing.is_stuck()));
+        self.update(|s| s.leader_election = standing);
     }
 }

@@ -103,6 +103,11 @@ impl AgentSetup {
         self.ns.name()
     }
 
+    /// The kubeconfig of the agent's identity (its real service-account token).
+    pub fn agent_kubeconfig(&self) -> &Path {
+        &self.agent_kubeconfig
+    }
+
     /// Writes a file into the repository (relative path) and commits everything.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
         for (path, content) in files {
@@ -184,6 +189,23 @@ pub fn actions(report: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One agent with the admission guard on at a time: a guarding agent
+/// removes every admission object its git and policy do not name,
+/// cluster-wide, other tests' included. Tests that turn the guard on hold
+/// this, and their policies allow `gitwarden-*` and `allowed-*` (the names
+/// other tests give the admission objects they keep).
+pub static ONE_GUARD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `admissionChain.allow` for a guarding test's policy: the admission
+/// objects other tests keep, plus `extra`.
+pub fn shared_allow(extra: &[&str]) -> Vec<String> {
+    ["gitwarden-*", "allowed-*"]
+        .iter()
+        .chain(extra)
+        .map(|n| (*n).to_owned())
+        .collect()
+}
+
 /// A `gitwarden-agent run` process, killed when dropped.
 pub struct RunningAgent {
     child: std::process::Child,
@@ -193,7 +215,17 @@ pub struct RunningAgent {
 
 impl AgentSetup {
     /// Starts `gitwarden-agent run` against this repository.
+    ///
+    /// The admission guard is off unless `extra` sets `--admission-guard`:
+    /// tests share one cluster, and a guarding agent removes every admission
+    /// object its git and policy do not name, including other tests'. The
+    /// tests of the guard (`admission_chain`) turn it on, one at a time.
     pub fn start_agent(&self, extra: &[&str]) -> RunningAgent {
+        let guard: &[&str] = if extra.iter().any(|a| a.starts_with("--admission-guard")) {
+            &[]
+        } else {
+            &["--admission-guard=false"]
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -222,6 +254,7 @@ impl AgentSetup {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(["--drift-debounce", "200ms", "--health-timeout", "1s"])
+            .args(guard)
             .args(extra)
             .stderr(std::fs::File::create(&log).unwrap())
             .stdout(std::process::Stdio::null())
@@ -241,6 +274,16 @@ impl RunningAgent {
             .await
             .ok()?
             .json()
+            .await
+            .ok()
+    }
+
+    /// The agent's /metrics text.
+    pub async fn metrics(&self) -> Option<String> {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
             .await
             .ok()
     }

@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod admission_chain;
 mod break_glass;
 mod common;
 mod drift;
+mod leader_stuck;
 mod restart;
 mod run;
 mod self_protection;

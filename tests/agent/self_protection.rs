@@ -168,6 +168,21 @@ fn gitwarden_in_git(name: &str, namespace: &str) -> String {
     let mutating = scope_to(mutating[0], name, namespace);
     let mut policy = policy[0].clone();
     policy["metadata"]["namespace"] = json!(namespace);
+    // The agent guards the admission chain with this policy: other tests'
+    // admission objects, on the shared cluster, stay.
+    let text = policy["data"]["policy.yaml"].as_str().unwrap_or_default();
+    assert!(
+        !text.contains("admissionChain"),
+        "examples/gitwarden allows admission objects outside git: {text}"
+    );
+    let allow: Vec<String> = crate::common::shared_allow(&[])
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    policy["data"]["policy.yaml"] = json!(format!(
+        "{text}\nadmissionChain:\n  allow: [{}]\n",
+        allow.join(", ")
+    ));
     [&validating, &mutating, &policy]
         .iter()
         .map(|d| serde_yaml_ng::to_string(d).unwrap())
@@ -190,7 +205,18 @@ async fn a_deleted_or_weakened_webhook_configuration_is_healed_from_git() {
         &[("gitwarden/gitwarden.yaml", &documents)],
         "gitwarden itself",
     );
-    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    // With the admission guard on, as in a cluster: it must neither remove
+    // gitwarden's configurations from git nor fight their healing.
+    let _one = crate::common::ONE_GUARD.lock().await;
+    let policy_configmap = format!("{ns}/gitwarden-policy");
+    let agent = s.start_agent(&[
+        "--interval",
+        "1h",
+        "--leader-elect=false",
+        "--admission-guard=true",
+        "--policy-configmap",
+        &policy_configmap,
+    ]);
     assert!(
         synced(&agent, &commit).await,
         "first sync did not finish:\n{}",
@@ -319,4 +345,16 @@ async fn a_deleted_or_weakened_webhook_configuration_is_healed_from_git() {
         "expected the healed webhook to fail closed: {}",
         refused.stderr
     );
+
+    // The guard was on all along and took gitwarden's own configurations
+    // for what they are: git's.
+    let status = agent.status().await.unwrap();
+    assert_eq!(status["admissionGuard"]["state"], "armed", "{status:#}");
+    let removed: Vec<&Value> = status["recentAdmissionRemovals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == name.as_str())
+        .collect();
+    assert!(removed.is_empty(), "{removed:#?}");
 }

@@ -633,3 +633,107 @@ fn a_kubeconfig_that_does_not_exist_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing.kubeconfig"), "{stderr}");
 }
+
+/// Writes the Lease `gitwarden-agent` in `namespace` (as admin: the test
+/// harness, standing in for whoever got write access to it) and returns
+/// doctor's exit code and its one `leader/lease` finding for that Lease.
+fn lease_finding(
+    cluster: &TestCluster,
+    namespace: &str,
+    holder: &str,
+    renewed: jiff::Timestamp,
+    seconds: i32,
+) -> (i32, Value) {
+    apply(
+        &cluster.kubeconfig(Identity::Admin),
+        &format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: gitwarden-agent\n  namespace: {namespace}\n\
+             spec:\n  holderIdentity: {holder}\n  leaseDurationSeconds: {seconds}\n  \
+             renewTime: \"{}\"\n",
+            renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        ),
+    )
+    .unwrap();
+    let (code, report) = doctor(
+        &cluster.kubeconfig(Identity::Admin),
+        &["--lease-namespace", namespace],
+    );
+    let found: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "leader/lease")
+        .collect();
+    assert_eq!(found.len(), 1, "{report:#}");
+    (code, found[0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_by_anyone_but_the_agent_is_critical_and_names_the_holder_and_expiry() {
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("doctor-lease-foreign").await.unwrap();
+    let renewed = jiff::Timestamp::now();
+    let (code, finding) = lease_finding(cluster, ns.name(), "mallory", renewed, 86_400);
+    assert_eq!(code, 1);
+    assert_eq!(finding["severity"], "critical", "{finding:#}");
+    let message = finding["message"].as_str().unwrap();
+    assert!(message.contains("\"mallory\""), "{message}");
+    let until = renewed
+        .checked_add(jiff::SignedDuration::from_secs(86_400))
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    assert!(
+        message.contains(&until),
+        "names the expiry {until}: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_by_a_pod_of_the_agents_service_account_is_fine() {
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("doctor-lease-agent").await.unwrap();
+    apply(
+        &cluster.kubeconfig(Identity::Admin),
+        &format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: gitwarden-agent\n  namespace: {ns}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata:\n  name: gitwarden-agent-0\n  namespace: {ns}\n\
+             spec:\n  serviceAccountName: gitwarden-agent\n  containers:\n  - name: agent\n    image: gitwarden/agent\n",
+            ns = ns.name()
+        ),
+    )
+    .unwrap();
+    let (_, finding) = lease_finding(
+        cluster,
+        ns.name(),
+        "gitwarden-agent-0_0badc0de",
+        jiff::Timestamp::now(),
+        15,
+    );
+    assert_eq!(finding["severity"], "info", "{finding:#}");
+    let message = finding["message"].as_str().unwrap();
+    assert!(message.contains("gitwarden-agent-0_0badc0de"), "{message}");
+    assert!(message.contains("pod gitwarden-agent-0"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_expired_long_ago_is_critical() {
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("doctor-lease-expired").await.unwrap();
+    let an_hour_ago = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(3600))
+        .unwrap();
+    let (code, finding) = lease_finding(
+        cluster,
+        ns.name(),
+        "gitwarden-agent-0_0badc0de",
+        an_hour_ago,
+        15,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(finding["severity"], "critical", "{finding:#}");
+    assert!(
+        finding["message"].as_str().unwrap().contains("expired"),
+        "{finding:#}"
+    );
+}

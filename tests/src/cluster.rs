@@ -8,8 +8,8 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 
 use crate::kubectl::{KubectlOutput, kubectl_binary, run_kubectl};
 use crate::namespace::TestNamespace;

@@ -10,6 +10,7 @@ use crate::fingerprint::fields_fingerprint;
 use crate::inventory::{Inventory, InventoryEntry, InventoryStore, StoredShards};
 use crate::plan::{Live, Planned, new_namespaces, plan};
 use crate::prune::{PrunePolicy, prune};
+use crate::refusal::AdmissionRefusal;
 use crate::report::{Action, BreakGlassReport, Held, ObjectResult, SyncReport};
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
@@ -78,6 +79,8 @@ impl std::fmt::Debug for Applier {
 struct Applied {
     action: Action,
     entry: Option<InventoryEntry>,
+    /// Who refused the apply, when an admission plugin did.
+    refused_by: Option<AdmissionRefusal>,
 }
 
 impl Applier {
@@ -355,20 +358,23 @@ impl Applier {
         let mut applied = Vec::with_capacity(planned.len());
         for manifest in set.apply_order().into_iter().flatten() {
             let object = manifest.object_ref();
-            let action = match results.remove(&object) {
-                Some(result) => result.action,
-                None if held.contains_key(&object) => {
-                    Action::BreakGlass(held.remove(&object).unwrap_or_default())
-                }
-                None if needs_apply.contains(&object) => {
-                    Action::Failed("not applied: an earlier phase failed".to_owned())
-                }
-                None => Action::Unchanged,
+            let (action, refused_by) = match results.remove(&object) {
+                Some(result) => (result.action, result.refused_by),
+                None if held.contains_key(&object) => (
+                    Action::BreakGlass(held.remove(&object).unwrap_or_default()),
+                    None,
+                ),
+                None if needs_apply.contains(&object) => (
+                    Action::Failed("not applied: an earlier phase failed".to_owned()),
+                    None,
+                ),
+                None => (Action::Unchanged, None),
             };
             applied.push(ObjectResult {
                 object,
                 action,
                 location: manifest.location.clone(),
+                refused_by,
             });
         }
         let report = SyncReport {
@@ -435,6 +441,7 @@ impl Applier {
                         "the API server does not serve {}/{} {} (is its CRD installed or in this revision?)",
                         p.manifest.gvk.group, p.manifest.gvk.version, p.manifest.gvk.kind
                     ),
+                    refused_by: None,
                 }),
             }
         }
@@ -534,14 +541,24 @@ async fn apply_one(ctx: &SyncContext, target: &Target<'_>, live: Option<&Live>) 
             Applied {
                 action,
                 entry: Some(entry),
+                refused_by: None,
             }
         }
         Err(error) => {
             let message = message(&error);
-            warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %message, "apply failed");
+            let refused_by = AdmissionRefusal::from_error(&error);
+            match &refused_by {
+                Some(plugin) => {
+                    warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %plugin, %message, "apply refused by an admission plugin")
+                }
+                None => {
+                    warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %message, "apply failed")
+                }
+            }
             Applied {
                 action: Action::Failed(message),
                 entry: None,
+                refused_by,
             }
         }
     }

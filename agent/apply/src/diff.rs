@@ -148,6 +148,7 @@ async fn diff_inner(applier: &Applier, set: &ManifestSet) -> Result<Diff, SyncEr
                 object,
                 location: manifest.location.clone(),
                 message: message(&error),
+                refused_by: crate::refusal::AdmissionRefusal::from_error(&error),
             }),
         }
     }

@@ -112,6 +112,33 @@ impl Discovery {
     }
 }
 
+impl Discovery {
+    /// The kinds of `group`, each at its most stable served version, whose
+    /// objects can be listed, watched and deleted: what the admission guard
+    /// watches in `admissionregistration.k8s.io` (a kind served only in beta
+    /// is included at its beta version). Empty when the group is not served.
+    pub fn watchable_kinds_of(&self, group: &str) -> Vec<Resolved> {
+        use kube::discovery::verbs::{DELETE, LIST, WATCH};
+        let cache = match self.cache.read() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(group) = cache.get(group) else {
+            return Vec::new();
+        };
+        group
+            .resources_by_stability()
+            .into_iter()
+            .filter(|(_, capabilities)| {
+                [LIST, WATCH, DELETE]
+                    .iter()
+                    .all(|verb| capabilities.supports_operation(verb))
+            })
+            .map(to_resolved)
+            .collect()
+    }
+}
+
 fn to_resolved((resource, capabilities): (ApiResource, ApiCapabilities)) -> Resolved {
     Resolved {
         resource,

@@ -7,6 +7,7 @@
 
 use crate::body::ApplyBody;
 use crate::error::ObjectError;
+use crate::refusal::AdmissionRefusal;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::Manifest;
@@ -69,6 +70,7 @@ pub(crate) async fn dry_run_all<'a>(
                     object: target.manifest.object_ref(),
                     location: target.manifest.location.clone(),
                     message: message(&error),
+                    refused_by: AdmissionRefusal::from_error(&error),
                 })
         })
         .buffer_unordered(ctx.concurrency)

@@ -1,5 +1,6 @@
 //! What can go wrong in a sync, with enough context to act on it.
 
+use crate::refusal::AdmissionRefusal;
 use gitwarden_manifests::{Location, ObjectRef};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -16,6 +17,11 @@ pub struct ObjectError {
     pub location: Location,
     /// The API server's message (or gitwarden's, for an unknown kind).
     pub message: String,
+    /// The admission plugin that refused the object, when one did: a
+    /// webhook or admission policy gitwarden does not own stands between
+    /// git and the cluster.
+    #[serde(default, rename = "refusedBy", skip_serializing_if = "Option::is_none")]
+    pub refused_by: Option<AdmissionRefusal>,
 }
 
 impl fmt::Display for ObjectError {

@@ -21,6 +21,7 @@ mod fingerprint;
 mod inventory;
 mod plan;
 mod prune;
+mod refusal;
 mod report;
 mod sync_context;
 
@@ -32,4 +33,5 @@ pub use error::{InventoryError, ObjectError, SyncError, ValidationErrors};
 pub use fingerprint::{fields_fingerprint, manifest_hash};
 pub use inventory::{Inventory, InventoryEntry, InventoryStore, MAX_SHARD_BYTES, StoredShards};
 pub use prune::PrunePolicy;
+pub use refusal::AdmissionRefusal;
 pub use report::{Action, BreakGlassReport, Held, Kept, ObjectResult, SyncReport};

@@ -1,5 +1,6 @@
 //! What a sync did, per object: the agent's `/status` body.
 
+use crate::refusal::AdmissionRefusal;
 use gitwarden_manifests::{Location, ObjectRef};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub struct ObjectResult {
     pub action: Action,
     /// Its manifest's `file:line`.
     pub location: Location,
+    /// The admission plugin that refused the apply, when the failure was
+    /// such a refusal (see [`AdmissionRefusal`]).
+    #[serde(default, rename = "refusedBy", skip_serializing_if = "Option::is_none")]
+    pub refused_by: Option<AdmissionRefusal>,
 }
 
 /// An object that left git but was deliberately not deleted, and why.
@@ -265,6 +270,7 @@ mod tests {
                 file: "apps/web.yaml".into(),
                 line: 3,
             },
+            refused_by: None,
         };
         let mut report = SyncReport {
             revision: "abc".into(),

@@ -13,6 +13,16 @@ pub fn judge(status: &Value, now: jiff::Timestamp, max_age: Duration) -> Vec<Fin
     let mut out = Vec::new();
     let role = status["role"].as_str().unwrap_or("?");
     let revision = status["revision"].as_str().unwrap_or("-");
+    let election = &status["leaderElection"];
+    if election["state"] == "stuck" {
+        out.push(Finding::critical(
+            "agent/leader",
+            format!(
+                "the agent reports that no leader is coming: {}",
+                election["message"].as_str().unwrap_or("(no message)")
+            ),
+        ));
+    }
     if role == "standby" {
         out.push(Finding::ok(
             "agent/status",
@@ -122,6 +132,17 @@ mod tests {
         let out = judge(&status, now(), Duration::from_secs(600));
         assert_eq!(out[0].check, "agent/last-success");
         assert_eq!(out[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_standby_stuck_without_a_leader_is_critical() {
+        let status = serde_json::json!({"role": "standby", "leaderElection": {
+            "state": "stuck", "message": "no leader for 60s: held by \"mallory\""}});
+        let out = judge(&status, now(), Duration::from_secs(600));
+        let stuck: Vec<_> = out.iter().filter(|f| f.check == "agent/leader").collect();
+        assert_eq!(stuck.len(), 1, "{out:#?}");
+        assert_eq!(stuck[0].severity, Severity::Critical);
+        assert!(stuck[0].message.contains("mallory"));
     }
 
     #[test]

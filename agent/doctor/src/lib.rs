@@ -7,10 +7,12 @@
 //! names every subject holding such a right and the binding that grants it,
 //! then checks the webhook configurations (failure policy, selectors, rules),
 //! their CA bundle against the certificate the webhook actually serves, the
-//! policy, and optionally the agent's status. Critical findings make the
+//! policy, who holds the agent's leader Lease, and optionally the agent's
+//! status. Critical findings make the
 //! command exit 1, so it can gate a pipeline.
 
 pub mod agent_status;
+pub mod lease;
 pub mod policy;
 pub mod rbac;
 pub mod report;
@@ -39,6 +41,8 @@ pub struct Options {
     pub agent_max_age: Duration,
     /// Timeout of each network probe (TLS handshake, agent status).
     pub timeout: Duration,
+    /// The agent's leader Lease: who holds it, and whether it is the agent.
+    pub lease: lease::LeaseTarget,
 }
 
 impl Default for Options {
@@ -49,6 +53,12 @@ impl Default for Options {
             cert_warn_before: Duration::from_secs(30 * 86_400),
             agent_max_age: Duration::from_secs(10 * 60),
             timeout: Duration::from_secs(5),
+            lease: lease::LeaseTarget {
+                namespace: gitwarden_shared::names::SYSTEM_NAMESPACE.to_owned(),
+                name: "gitwarden-agent".to_owned(),
+                agent_service_account: gitwarden_shared::names::AGENT_SERVICE_ACCOUNT.to_owned(),
+                max_expired: Duration::from_secs(5 * 60),
+            },
         }
     }
 }
@@ -74,6 +84,7 @@ pub async fn diagnose(client: &Client, options: &Options) -> Report {
         findings.extend(serving_cert::check(client, endpoint, settings).await);
     }
     findings.push(policy_finding);
+    findings.push(lease::check(client, &options.lease).await);
     if let Some(url) = &options.agent_url {
         findings.extend(agent_status::check(url, options.agent_max_age, options.timeout).await);
     }

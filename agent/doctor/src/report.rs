@@ -182,6 +182,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("webhook", "Webhook configurations"),
     ("certificate", "Webhook certificates"),
     ("policy", "Admission policy"),
+    ("leader", "Leader election"),
     ("agent", "Agent"),
     ("doctor", "Doctor"),
 ];

@@ -1,0 +1,977 @@
+//! The admission chain belongs to git: with the guard on, `gitwarden-agent
+//! run` deletes every webhook configuration, admission policy and binding
+//! that is neither in git nor allowed by the policy's `admissionChain.allow`,
+//! within seconds, and records it; an admission plugin that refuses what git
+//! says is reported by name.
+//!
+//! The attackers are the real kubectl as admin (`system:masters`) and alice
+//! (cluster-admin by RBAC): no webhook ever sees these kinds, so only the
+//! agent can notice. A guarding agent removes every admission object its
+//! git and policy do not name, cluster-wide: these tests run one at a time
+//! ([`ONE_GUARD`]; other tests' agents run with the guard off), and their
+//! policies allow the names other tests give the admission objects they keep.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gitwarden_tests::Identity;
+use gitwarden_tests::webhook::apply;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
+};
+use kube::Resource;
+use kube::api::Api;
+use serde_json::Value;
+
+use crate::common::{AgentSetup, ONE_GUARD, RunningAgent, shared_allow, wait_for};
+
+/// The agent's username, as a ValidatingAdmissionPolicy sees it.
+const AGENT: &str = "system:serviceaccount:gitwarden-system:gitwarden-agent";
+
+/// The policy ConfigMap (in the test's namespace) allowing `allow` outside
+/// git, besides the objects other tests keep ([`shared_allow`]).
+fn policy(allow: &[&str]) -> String {
+    let names: Vec<String> = shared_allow(allow)
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gitwarden-policy\n  namespace: NAMESPACE\ndata:\n  \
+         policy.yaml: |\n    admissionChain:\n      allow: [{}]\n",
+        names.join(", ")
+    )
+}
+
+fn settings(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  value: {value}\n"
+    )
+}
+
+/// A ValidatingWebhookConfiguration without webhooks: in the admission
+/// chain, harmless to every other test.
+fn empty_validating(name: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n"
+    )
+}
+
+/// A ValidatingAdmissionPolicy and its binding refusing the agent's writes
+/// to ConfigMaps in `ns` (named `name`), or, with `only`, writes of that
+/// one ConfigMap by anyone.
+fn refusing_policy(name: &str, ns: &str, only: Option<&str>) -> String {
+    let expression = match only {
+        None => format!("request.userInfo.username != '{AGENT}'"),
+        Some(configmap) => format!("object.metadata.name != '{configmap}'"),
+    };
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: {name}\n\
+         spec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: [\"\"]\n      \
+         apiVersions: [v1]\n      operations: [CREATE, UPDATE]\n      resources: [configmaps]\n  \
+         validations:\n  - expression: \"{expression}\"\n    message: no writes here\n---\n\
+         apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: {name}\n\
+         spec:\n  policyName: {name}\n  validationActions: [Deny]\n  matchResources:\n    namespaceSelector:\n      \
+         matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n"
+    )
+}
+
+/// A MutatingWebhookConfiguration for ConfigMaps in `ns` calling a URL
+/// nothing answers, failing open: it changes nothing yet, but whoever
+/// controls that URL could rewrite what the agent applies.
+fn rogue_mutating(name: &str, ns: &str) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
+         webhooks:\n- name: rewrite.example.com\n  clientConfig:\n    url: https://127.0.0.1:{port}/mutate\n  \
+         failurePolicy: Ignore\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
+         namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  \
+         rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [configmaps]\n"
+    )
+}
+
+/// `kubectl create -f -` as `who`, which must succeed.
+fn create_as(s: &AgentSetup, who: Identity, manifest: &str) {
+    gitwarden_tests::kubectl::run_kubectl_stdin(
+        &s.cluster.kubeconfig(who),
+        &["create", "-f", "-"],
+        manifest,
+    )
+    .expect_success();
+}
+
+/// Cluster-scoped objects a test created, deleted when it ends (also after
+/// a failed assertion). Declared before the agent, so dropped after it.
+struct Cleanup {
+    admin: PathBuf,
+    objects: Vec<(&'static str, String)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (kind, name) in &self.objects {
+            let _ = gitwarden_tests::kubectl::run_kubectl(
+                &self.admin,
+                &["delete", kind, name, "--ignore-not-found", "--wait=false"],
+            );
+            // Finalizers would keep it (and with it, its effect) around.
+            let _ = gitwarden_tests::kubectl::run_kubectl(
+                &self.admin,
+                &[
+                    "patch",
+                    kind,
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+            );
+        }
+    }
+}
+
+fn cleanup(s: &AgentSetup, objects: &[(&'static str, &str)]) -> Cleanup {
+    Cleanup {
+        admin: s.cluster.kubeconfig(Identity::Admin),
+        objects: objects
+            .iter()
+            .map(|(kind, name)| (*kind, (*name).to_owned()))
+            .collect(),
+    }
+}
+
+/// A file holding the agent's push-notification token.
+fn hook_token() -> tempfile::NamedTempFile {
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "push-secret\n").unwrap();
+    token
+}
+
+/// Starts a guarding agent following the policy in the test's namespace.
+fn start_guarded(s: &AgentSetup, token: &tempfile::NamedTempFile, extra: &[&str]) -> RunningAgent {
+    let policy = format!("{}/gitwarden-policy", s.ns());
+    let token = token.path().to_str().unwrap().to_owned();
+    let mut args = vec![
+        "--admission-guard=true",
+        "--policy-configmap",
+        &policy,
+        "--interval",
+        "1h",
+        "--hook-token-file",
+        &token,
+    ];
+    args.extend_from_slice(extra);
+    s.start_agent(&args)
+}
+
+/// Waits until the agent synced `commit` and its guard removes what it must.
+async fn armed(agent: &RunningAgent, commit: &str) {
+    let ready = wait_for(Duration::from_secs(60), || async {
+        let status = agent.status().await?;
+        (status["revision"] == commit
+            && status["lastSuccess"].is_string()
+            && status["admissionGuard"]["state"] == "armed")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "the agent did not sync and arm its guard: {:?}\n{}",
+        agent.status().await,
+        agent.log()
+    );
+}
+
+/// Asks the agent for a sync now (`POST /hook`).
+async fn poke(agent: &RunningAgent) {
+    let accepted = reqwest::Client::new()
+        .post(format!("{}/hook", agent.url))
+        .bearer_auth("push-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+}
+
+/// Whether the object `name` of kind `K` exists, and its uid.
+async fn uid_of<K>(s: &AgentSetup, name: &str) -> Option<String>
+where
+    K: Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let admin = s.cluster.client(Identity::Admin).await.unwrap();
+    Api::<K>::all(admin)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|o| o.meta().uid.clone())
+}
+
+/// Waits (polling every 50 ms) until `name` of kind `K` is gone; how long
+/// that took from `since`.
+async fn gone<K>(s: &AgentSetup, name: &str, since: Instant) -> Option<Duration>
+where
+    K: Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let admin = s.cluster.client(Identity::Admin).await.unwrap();
+    let api = Api::<K>::all(admin);
+    while since.elapsed() < Duration::from_secs(20) {
+        if api.get_opt(name).await.unwrap().is_none() {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// The kinds of the objects named `name` with an Event of this reason in `namespace`.
+fn event_kinds(s: &AgentSetup, namespace: &str, reason: &str, name: &str) -> String {
+    s.cluster
+        .kubectl(
+            Identity::Admin,
+            &[
+                "-n",
+                namespace,
+                "get",
+                "events",
+                "--field-selector",
+                &format!("reason={reason},involvedObject.name={name}"),
+                "-o",
+                "jsonpath={.items[*].type}/{.items[*].involvedObject.kind}",
+            ],
+        )
+        .stdout
+}
+
+/// The value of a metric sample whose line starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_admission_objects_are_removed_within_seconds_and_recorded() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-rogue").await;
+    let ns = s.ns().to_owned();
+    let in_git = format!("in-git-{ns}");
+    let rogue_policy = format!("rogue-policy-{ns}");
+    let rogue_webhook = format!("rogue-webhook-{ns}");
+    let _cleanup = cleanup(
+        &s,
+        &[
+            ("validatingwebhookconfiguration", &in_git),
+            ("validatingadmissionpolicy", &rogue_policy),
+            ("validatingadmissionpolicybinding", &rogue_policy),
+            ("mutatingwebhookconfiguration", &rogue_webhook),
+        ],
+    );
+    let commit = s.commit(
+        &[
+            ("gitwarden/policy.yaml", &policy(&[])),
+            ("gitwarden/chain.yaml", &empty_validating(&in_git)),
+            ("app/settings.yaml", &settings("one")),
+        ],
+        "gitwarden, its admission chain, and an app",
+    );
+    let token = hook_token();
+    let agent = start_guarded(&s, &token, &[]);
+    armed(&agent, &commit).await;
+    let in_git_uid = uid_of::<ValidatingWebhookConfiguration>(&s, &in_git)
+        .await
+        .expect("the configuration in git was applied");
+
+    // admin (system:masters) adds a policy refusing every write of the agent
+    // in the namespace; alice (cluster-admin) adds a mutating webhook.
+    create_as(
+        &s,
+        Identity::Admin,
+        &refusing_policy(&rogue_policy, &ns, None),
+    );
+    let policy_created = Instant::now();
+    create_as(&s, Identity::Alice, &rogue_mutating(&rogue_webhook, &ns));
+    let webhook_created = Instant::now();
+
+    let policy_gone = gone::<ValidatingAdmissionPolicy>(&s, &rogue_policy, policy_created).await;
+    let binding_gone =
+        gone::<ValidatingAdmissionPolicyBinding>(&s, &rogue_policy, policy_created).await;
+    let webhook_gone =
+        gone::<MutatingWebhookConfiguration>(&s, &rogue_webhook, webhook_created).await;
+    eprintln!(
+        "removed after creation: policy {policy_gone:?}, binding {binding_gone:?}, webhook {webhook_gone:?}"
+    );
+    for (what, after) in [
+        ("ValidatingAdmissionPolicy", policy_gone),
+        ("ValidatingAdmissionPolicyBinding", binding_gone),
+        ("MutatingWebhookConfiguration", webhook_gone),
+    ] {
+        let after =
+            after.unwrap_or_else(|| panic!("{what} not removed within 20s:\n{}", agent.log()));
+        assert!(
+            after < Duration::from_secs(10),
+            "{what} removed only after {after:?}"
+        );
+    }
+
+    // Recorded: a Warning Event on each (cluster-scoped: in `default`).
+    for (name, kind) in [
+        (&rogue_policy, "ValidatingAdmissionPolicy"),
+        (&rogue_policy, "ValidatingAdmissionPolicyBinding"),
+        (&rogue_webhook, "MutatingWebhookConfiguration"),
+    ] {
+        let event = wait_for(Duration::from_secs(10), || async {
+            let found = event_kinds(&s, "default", "AdmissionObjectRemoved", name);
+            (found.contains("Warning") && found.contains(kind)).then_some(())
+        })
+        .await;
+        assert!(
+            event.is_some(),
+            "no AdmissionObjectRemoved Event for {kind} {name}:\n{}",
+            agent.log()
+        );
+    }
+    // … counted by kind …
+    let metrics = agent.metrics().await.unwrap();
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "MutatingWebhookConfiguration",
+    ] {
+        let series = format!("gitwarden_agent_admission_objects_removed_total{{kind=\"{kind}\"}}");
+        assert!(
+            sample(&metrics, &series).is_some_and(|n| n >= 1.0),
+            "{series} missing:\n{metrics}"
+        );
+    }
+    // … and listed in /status, unaudited without --audit-url.
+    let status = agent.status().await.unwrap();
+    let removed: Vec<&Value> = status["recentAdmissionRemovals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == rogue_webhook.as_str() || r["name"] == rogue_policy.as_str())
+        .collect();
+    assert_eq!(removed.len(), 3, "{status:#}");
+    assert!(
+        removed.iter().all(|r| r["audit"] == "notAudited"),
+        "{removed:#?}"
+    );
+    assert!(status["admissionObjectsRemoved"].as_u64().unwrap() >= 3);
+
+    // What git contains stays, untouched.
+    assert_eq!(
+        uid_of::<ValidatingWebhookConfiguration>(&s, &in_git).await,
+        Some(in_git_uid),
+        "the configuration from git must not be removed or replaced"
+    );
+
+    // And the next commit applies: nothing refuses the agent any more.
+    let next = s.commit(&[("app/settings.yaml", &settings("two"))], "settings two");
+    poke(&agent).await;
+    let applied = wait_for(Duration::from_secs(30), || async {
+        let status = agent.status().await?;
+        (status["revision"] == next.as_str() && status["error"].is_null()).then_some(())
+    })
+    .await;
+    assert!(
+        applied.is_some(),
+        "the next sync did not apply: {:?}",
+        agent.status().await
+    );
+    let value = s.kubectl(&[
+        "get",
+        "configmap",
+        "settings",
+        "-o",
+        "jsonpath={.data.value}",
+    ]);
+    assert_eq!(value.expect_success(), "two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_admission_object_held_by_a_finalizer_is_removed_and_counted_once() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-final").await;
+    let ns = s.ns().to_owned();
+    let rogue = format!("rogue-held-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingadmissionpolicy", &rogue)]);
+    let commit = s.commit(
+        &[
+            ("gitwarden/policy.yaml", &policy(&[])),
+            ("app/settings.yaml", &settings("one")),
+        ],
+        "an app",
+    );
+    let token = hook_token();
+    let agent = start_guarded(&s, &token, &[]);
+    armed(&agent, &commit).await;
+
+    // A finalizer nobody will ever remove: a plain delete would leave the
+    // policy in place, marked for deletion.
+    create_as(
+        &s,
+        Identity::Alice,
+        &format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  \
+             name: {rogue}\n  finalizers: [example.com/keep]\nspec:\n  matchConstraints:\n    resourceRules:\n    \
+             - apiGroups: [\"\"]\n      apiVersions: [v1]\n      operations: [CREATE]\n      resources: [configmaps]\n  \
+             validations:\n  - expression: \"true\"\n"
+        ),
+    );
+    let removed = gone::<ValidatingAdmissionPolicy>(&s, &rogue, Instant::now()).await;
+    eprintln!("held by a finalizer, removed after {removed:?}");
+    assert!(removed.is_some(), "still there:\n{}", agent.log());
+    let counted = wait_for(Duration::from_secs(5), || async {
+        let status = agent.status().await?;
+        let removals = status["recentAdmissionRemovals"].as_array()?.clone();
+        Some(
+            removals
+                .into_iter()
+                .filter(|r| r["name"] == rogue.as_str())
+                .count(),
+        )
+    })
+    .await;
+    assert_eq!(counted, Some(1), "one object, one removal");
+}
+
+/// A ValidatingWebhookConfiguration for git whose one webhook can never
+/// matter to anyone: it selects only objects labelled
+/// `gitwarden.test/never`, and fails open.
+fn harmless_validating(name: &str, ns: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
+         webhooks:\n- name: check.gitwarden.test\n  clientConfig:\n    url: https://127.0.0.1:9/validate\n  \
+         failurePolicy: Ignore\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
+         namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  \
+         objectSelector:\n    matchLabels: {{gitwarden.test/never: \"true\"}}\n  \
+         matchConditions:\n  - name: in-git\n    expression: \"true\"\n  \
+         rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE]\n    resources: [configmaps]\n"
+    )
+}
+
+/// `kubectl patch --type=json` of the configuration `name` as `who`.
+fn json_patch(s: &AgentSetup, who: Identity, manager: &str, name: &str, patch: &str) {
+    s.cluster
+        .kubectl(
+            who,
+            &[
+                "patch",
+                "validatingwebhookconfiguration",
+                name,
+                "--type=json",
+                "--field-manager",
+                manager,
+                "-p",
+                patch,
+            ],
+        )
+        .expect_success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_its_ca_bundle() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-restore").await;
+    let ns = s.ns().to_owned();
+    let name = format!("in-git-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
+    let commit = s.commit(
+        &[
+            ("gitwarden/policy.yaml", &policy(&[])),
+            ("gitwarden/chain.yaml", &harmless_validating(&name, &ns)),
+        ],
+        "gitwarden's admission chain",
+    );
+    let token = hook_token();
+    let agent = start_guarded(&s, &token, &[]);
+    armed(&agent, &commit).await;
+    let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
+        .await
+        .unwrap();
+
+    // gitwarden-certs injects the CA bundle, which git does not hold: by design.
+    let ca = gitwarden_certs::CertificateAuthority::generate(
+        "gitwarden-restore-test-ca",
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+    json_patch(
+        &s,
+        Identity::Admin,
+        "gitwarden-certs",
+        &name,
+        &format!(
+            r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{bundle}"}}]"#
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = agent.status().await.unwrap();
+    assert_eq!(
+        status["admissionObjectsRestored"], 0,
+        "the CA bundle must not be fought"
+    );
+
+    // admin switches the webhook off with a match condition; alice adds a
+    // webhook of her own. Server-side apply alone would keep both.
+    json_patch(
+        &s,
+        Identity::Admin,
+        "kubectl-patch",
+        &name,
+        r#"[{"op":"add","path":"/webhooks/0/matchConditions/-","value":{"name":"bypass","expression":"false"}}]"#,
+    );
+    let changed = Instant::now();
+    json_patch(
+        &s,
+        Identity::Alice,
+        "kubectl-patch",
+        &name,
+        r#"[{"op":"add","path":"/webhooks/-","value":{"name":"evil.example.com","clientConfig":{"url":"https://127.0.0.1:9/evil"},"failurePolicy":"Ignore","sideEffects":"None","admissionReviewVersions":["v1"],"objectSelector":{"matchLabels":{"gitwarden.test/never":"true"}}}}]"#,
+    );
+    let admin = s.cluster.client(Identity::Admin).await.unwrap();
+    let api = Api::<ValidatingWebhookConfiguration>::all(admin);
+    let restored = wait_for(Duration::from_secs(15), || async {
+        let live = api.get(&name).await.ok()?;
+        let webhooks = live.webhooks.clone()?;
+        let conditions: Vec<String> = webhooks[0]
+            .match_conditions
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        (webhooks.len() == 1 && conditions == ["in-git"]).then_some(live)
+    })
+    .await;
+    let Some(restored) = restored else {
+        panic!(
+            "not restored: {:?}\n{}",
+            api.get(&name).await.ok().and_then(|l| l.webhooks),
+            agent.log()
+        )
+    };
+    eprintln!("restored {:?} after the change", changed.elapsed());
+    assert_eq!(
+        restored.metadata.uid,
+        Some(uid),
+        "restored in place, not re-created"
+    );
+    let webhook = &restored.webhooks.unwrap()[0];
+    assert_eq!(webhook.name, "check.gitwarden.test");
+    assert_eq!(
+        webhook
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| b.0.clone()),
+        Some(ca.cert_pem().as_bytes().to_vec()),
+        "the injected CA bundle stays"
+    );
+
+    let event = wait_for(Duration::from_secs(10), || async {
+        let found = event_kinds(&s, "default", "AdmissionObjectRestored", &name);
+        found.contains("Warning").then_some(())
+    })
+    .await;
+    assert!(
+        event.is_some(),
+        "no AdmissionObjectRestored Event:\n{}",
+        agent.log()
+    );
+    let metrics = agent.metrics().await.unwrap();
+    let series =
+        "gitwarden_agent_admission_objects_restored_total{kind=\"ValidatingWebhookConfiguration\"}";
+    assert!(
+        sample(&metrics, series).is_some_and(|n| n >= 1.0),
+        "{series} missing:\n{metrics}"
+    );
+    let status = agent.status().await.unwrap();
+    assert_eq!(status["admissionObjectsRemoved"], 0, "{status:#}");
+    // Restored once per change, then settled: no fight with the re-apply.
+    let restores = status["admissionObjectsRestored"].as_u64().unwrap();
+    assert!((1..=2).contains(&restores), "{status:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = agent.status().await.unwrap();
+    assert_eq!(later["admissionObjectsRestored"].as_u64(), Some(restores));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_object_the_policy_allows_is_left_alone() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-allow").await;
+    let ns = s.ns().to_owned();
+    let allowed = format!("allowed-{ns}");
+    let rogue = format!("rogue-{ns}");
+    let _cleanup = cleanup(
+        &s,
+        &[
+            ("validatingwebhookconfiguration", &allowed),
+            ("validatingwebhookconfiguration", &rogue),
+        ],
+    );
+    let commit = s.commit(
+        &[
+            ("gitwarden/policy.yaml", &policy(&["allowed-*"])),
+            ("app/settings.yaml", &settings("one")),
+        ],
+        "a policy allowing allowed-*",
+    );
+    let token = hook_token();
+    let agent = start_guarded(&s, &token, &[]);
+    armed(&agent, &commit).await;
+
+    create_as(&s, Identity::Alice, &empty_validating(&allowed));
+    let allowed_uid = uid_of::<ValidatingWebhookConfiguration>(&s, &allowed)
+        .await
+        .unwrap();
+    // Created after it, through the same watch: once this one is gone, the
+    // allowed one has been judged too.
+    create_as(&s, Identity::Alice, &empty_validating(&rogue));
+    let rogue_gone = gone::<ValidatingWebhookConfiguration>(&s, &rogue, Instant::now()).await;
+    assert!(
+        rogue_gone.is_some(),
+        "the guard is not working:\n{}",
+        agent.log()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(
+        uid_of::<ValidatingWebhookConfiguration>(&s, &allowed).await,
+        Some(allowed_uid),
+        "an object named by admissionChain.allow must be left alone:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        event_kinds(&s, "default", "AdmissionObjectRemoved", &allowed),
+        "/",
+        "no removal Event for the allowed object"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-refused").await;
+    let ns = s.ns().to_owned();
+    let refuser = format!("allowed-refuser-{ns}");
+    let _cleanup = cleanup(
+        &s,
+        &[
+            ("validatingadmissionpolicy", &refuser),
+            ("validatingadmissionpolicybinding", &refuser),
+        ],
+    );
+    // The policy allows the refusing ValidatingAdmissionPolicy: the guard
+    // leaves it, and the agent must say who stands between git and the cluster.
+    apply(
+        &s.cluster.kubeconfig(Identity::Admin),
+        &policy(&["allowed-*"]).replace("NAMESPACE", &ns),
+    )
+    .unwrap();
+    create_as(
+        &s,
+        Identity::Admin,
+        &refusing_policy(&refuser, &ns, Some("refused")),
+    );
+    // Policies take effect a moment after they are created.
+    let in_force = wait_for(Duration::from_secs(20), || async {
+        let probe = s.kubectl(&["create", "configmap", "refused", "--dry-run=server"]);
+        (!probe.success && probe.stderr.contains(&refuser)).then_some(())
+    })
+    .await;
+    assert!(in_force.is_some(), "the refusing policy never took effect");
+
+    let commit = s.commit(
+        &[(
+            "app/refused.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: refused\n  namespace: NAMESPACE\ndata:\n  k: v\n",
+        )],
+        "a ConfigMap the policy refuses",
+    );
+    let token = hook_token();
+    let agent = start_guarded(&s, &token, &[]);
+
+    let status = wait_for(Duration::from_secs(60), || async {
+        let status = agent.status().await?;
+        (status["admissionRefusals"].as_array()?.len() == 1).then_some(status)
+    })
+    .await;
+    let Some(status) = status else {
+        panic!(
+            "no admission refusal in the status: {:?}\n{}",
+            agent.status().await,
+            agent.log()
+        )
+    };
+    let refusal = &status["admissionRefusals"][0];
+    assert_eq!(
+        refusal["object"],
+        format!("v1 ConfigMap {ns}/refused"),
+        "{refusal:#}"
+    );
+    assert_eq!(
+        refusal["location"],
+        serde_json::json!({"file": "app/refused.yaml", "line": 1}),
+        "{refusal:#}"
+    );
+    assert_eq!(refusal["stage"], "dryRun", "{refusal:#}");
+    assert_eq!(
+        refusal["refusedBy"],
+        serde_json::json!({"type": "validatingAdmissionPolicy", "policy": refuser, "binding": refuser}),
+        "{refusal:#}"
+    );
+    assert!(
+        status["error"].as_str().unwrap_or("").contains(&refuser),
+        "the error names the policy: {status:#}"
+    );
+    assert!(
+        status["lastSuccess"].is_null(),
+        "nothing of {commit} was applied"
+    );
+
+    let event = wait_for(Duration::from_secs(10), || async {
+        let found = event_kinds(&s, &ns, "AdmissionRefused", "refused");
+        (found.contains("Warning") && found.contains("ConfigMap")).then_some(())
+    })
+    .await;
+    assert!(
+        event.is_some(),
+        "no AdmissionRefused Event:\n{}",
+        agent.log()
+    );
+    let message = s.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=AdmissionRefused,involvedObject.name=refused",
+        "-o",
+        "jsonpath={.items[0].message}",
+    ]);
+    assert!(message.stdout.contains(&refuser), "{}", message.stdout);
+
+    let metrics = agent.metrics().await.unwrap();
+    let series = format!(
+        "gitwarden_agent_admission_refused_total{{plugin_kind=\"validating_admission_policy\",plugin=\"{refuser}\"}}"
+    );
+    assert!(
+        sample(&metrics, &series).is_some_and(|n| n >= 1.0),
+        "{series} missing:\n{metrics}"
+    );
+
+    // The guard is armed and spares the allowed policy.
+    assert_eq!(status["admissionGuard"]["state"], "armed", "{status:#}");
+    assert!(
+        uid_of::<ValidatingAdmissionPolicy>(&s, &refuser)
+            .await
+            .is_some()
+    );
+}
+
+/// The real `gitwarden-webhook`, serving only its audit log (registered
+/// nowhere, so it refuses nothing): where the agent's removals are recorded.
+struct AuditWebhook {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl AuditWebhook {
+    async fn start(s: &AgentSetup) -> AuditWebhook {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = gitwarden_certs::CertificateAuthority::generate(
+            "gitwarden-audit-test-ca",
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let serving = ca
+            .issue_serving_cert(
+                &["localhost"],
+                &["127.0.0.1".parse().unwrap()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(gitwarden_tests::binaries::binary("gitwarden-webhook").unwrap())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--tls-cert")
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .arg("--audit-dir")
+            .arg(dir.path().join("audit"))
+            .args([
+                "--policy-configmap",
+                &format!("{}/gitwarden-policy", s.ns()),
+            ])
+            .arg("--kubeconfig")
+            .arg(s.cluster.kubeconfig(Identity::Admin))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("webhook.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let webhook = AuditWebhook {
+            child,
+            dir,
+            url: format!("https://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let ready = wait_for(Duration::from_secs(30), || async {
+            let body: Value = http
+                .get(format!("{}/readyz", webhook.url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["policy"]["generation"].as_u64().unwrap_or(0) > 0).then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "the webhook never became ready:\n{}",
+            webhook.log()
+        );
+        webhook
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// Every record of the audit log.
+    fn records(&self) -> Vec<Value> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("audit")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+        files.sort();
+        files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AuditWebhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- webhook log ---\n{}", self.log());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_admission_object_is_recorded_in_the_audit_log_as_removed() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-audit").await;
+    let ns = s.ns().to_owned();
+    let rogue = format!("rogue-audited-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &rogue)]);
+    apply(
+        &s.cluster.kubeconfig(Identity::Admin),
+        &policy(&[]).replace("NAMESPACE", &ns),
+    )
+    .unwrap();
+    let webhook = AuditWebhook::start(&s).await;
+    let commit = s.commit(&[("app/settings.yaml", &settings("one"))], "an app");
+    let token = hook_token();
+    let ca = webhook.ca();
+    let agent = start_guarded(
+        &s,
+        &token,
+        &[
+            "--audit-url",
+            &webhook.url,
+            "--audit-ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    armed(&agent, &commit).await;
+
+    create_as(&s, Identity::Alice, &empty_validating(&rogue));
+    assert!(
+        gone::<ValidatingWebhookConfiguration>(&s, &rogue, Instant::now())
+            .await
+            .is_some(),
+        "not removed:\n{}",
+        agent.log()
+    );
+    let record = wait_for(Duration::from_secs(20), || async {
+        webhook
+            .records()
+            .into_iter()
+            .find(|r| r["decision"] == "removed" && r["name"] == rogue.as_str())
+    })
+    .await;
+    let Some(record) = record else {
+        panic!(
+            "no `removed` audit record for {rogue}: {:#?}\n--- agent ---\n{}",
+            webhook.records(),
+            agent.log()
+        )
+    };
+    assert_eq!(
+        record["reason"], "admission_object_not_in_git",
+        "{record:#}"
+    );
+    assert_eq!(record["operation"], "DELETE");
+    assert_eq!(record["group"], "admissionregistration.k8s.io");
+    assert_eq!(record["resource"], "validatingwebhookconfigurations");
+    assert_eq!(
+        record["user"], AGENT,
+        "the webhook names the authenticated agent"
+    );
+    let status = agent.status().await.unwrap();
+    let removal = status["recentAdmissionRemovals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == rogue.as_str())
+        .cloned();
+    assert_eq!(removal.unwrap()["audit"], "queued");
+}
