@@ -514,13 +514,48 @@ impl Guard {
         }
     }
 
+    /// Sends what the agent did to the webhook's audit log, when one is
+    /// configured; what became of the record.
+    fn audit(
+        &self,
+        reason: AgentReportReason,
+        operation: &str,
+        w: &Watched,
+        name: &str,
+        message: &str,
+    ) -> AuditFate {
+        match &self.settings.audit {
+            Audit::NotAudited => AuditFate::NotAudited,
+            Audit::Webhook(sink) => match sink.submit(AuditRecord {
+                reason,
+                message: message.to_owned(),
+                operation: operation.to_owned(),
+                group: w.resource.group.clone(),
+                version: w.resource.version.clone(),
+                resource: w.resource.plural.clone(),
+                namespace: None,
+                name: name.to_owned(),
+            }) {
+                Submitted::Queued => AuditFate::Queued,
+                Submitted::Overflowed => AuditFate::Overflowed,
+            },
+        }
+    }
+
     /// A restore's log line, metric, status count and Event.
     async fn record_restored(&self, w: &Watched, name: &str, revision: &str) {
         let message = format!(
             "{} {name:?} from git was changed beyond what a re-apply heals (an added webhook, match condition, selector or other field); restored to git revision {revision}",
             w.kind
         );
-        tracing::warn!(kind = %w.kind, %name, %revision, "restored an admission object from git");
+        let audit = self.audit(
+            AgentReportReason::AdmissionObjectRestored,
+            "UPDATE",
+            w,
+            name,
+            &message,
+        );
+        tracing::warn!(kind = %w.kind, %name, %revision, ?audit, "restored an admission object from git");
         self.reporter.admission_object_restored(w.kind.kind());
         let regarding = ObjectReference {
             api_version: Some(w.resource.api_version.clone()),
@@ -587,22 +622,13 @@ impl Guard {
             "{} {name:?} was not in git (revision {revision}) and not allowed by the policy's admissionChain.allow; deleted by the gitwarden agent",
             w.kind
         );
-        let audit = match &self.settings.audit {
-            Audit::NotAudited => AuditFate::NotAudited,
-            Audit::Webhook(sink) => match sink.submit(AuditRecord {
-                reason: AgentReportReason::AdmissionObjectNotInGit,
-                message: message.clone(),
-                operation: "DELETE".to_owned(),
-                group: w.resource.group.clone(),
-                version: w.resource.version.clone(),
-                resource: w.resource.plural.clone(),
-                namespace: None,
-                name: name.to_owned(),
-            }) {
-                Submitted::Queued => AuditFate::Queued,
-                Submitted::Overflowed => AuditFate::Overflowed,
-            },
-        };
+        let audit = self.audit(
+            AgentReportReason::AdmissionObjectNotInGit,
+            "DELETE",
+            w,
+            name,
+            &message,
+        );
         tracing::warn!(kind = %w.kind, %name, %uid, %revision, ?audit,
             "removed an admission object that is not in git");
         self.reporter.admission_object_removed(Removal {

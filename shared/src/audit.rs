@@ -61,6 +61,10 @@ pub enum AgentReportReason {
     /// An admission-configuration object that is not in git (and not allowed
     /// by the policy) was deleted.
     AdmissionObjectNotInGit,
+    /// An admission-configuration object from git had been changed beyond
+    /// what a re-apply heals (an added webhook or match condition) and was
+    /// put back as git has it.
+    AdmissionObjectRestored,
 }
 
 impl AgentReportReason {
@@ -68,6 +72,7 @@ impl AgentReportReason {
     pub const fn code(self) -> &'static str {
         match self {
             AgentReportReason::AdmissionObjectNotInGit => "admission_object_not_in_git",
+            AgentReportReason::AdmissionObjectRestored => "admission_object_restored",
         }
     }
 }
@@ -108,7 +113,8 @@ pub enum AuditDecision {
     /// The change was allowed as an emergency, outside git, for a bounded time.
     BreakGlass,
     /// The agent undid something no webhook could refuse: an object of the
-    /// admission chain that is not in git was deleted. Reported to the
+    /// admission chain that is not in git was deleted, or one from git that
+    /// was extended outside git was restored. Reported to the
     /// webhook by the agent, so the one durable log holds it too.
     Removed,
 }

@@ -500,8 +500,25 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
         ],
         "gitwarden's admission chain",
     );
+    // The audit webhook reads the same policy; it must exist before it starts.
+    apply(
+        &s.cluster.kubeconfig(Identity::Admin),
+        &policy(&[]).replace("NAMESPACE", &ns),
+    )
+    .unwrap();
+    let audit_log = AuditWebhook::start(&s).await;
     let token = hook_token();
-    let agent = start_guarded(&s, &token, &[]);
+    let audit_ca = audit_log.ca();
+    let agent = start_guarded(
+        &s,
+        &token,
+        &[
+            "--audit-url",
+            &audit_log.url,
+            "--audit-ca",
+            audit_ca.to_str().unwrap(),
+        ],
+    );
     armed(&agent, &commit).await;
     let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
         .await
@@ -612,6 +629,18 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = agent.status().await.unwrap();
     assert_eq!(later["admissionObjectsRestored"].as_u64(), Some(restores));
+    // And the restore is in the audit log, as the agent's own update.
+    let record = wait_for(Duration::from_secs(20), || async {
+        audit_log
+            .records()
+            .into_iter()
+            .find(|r| r["reason"] == "admission_object_restored" && r["name"] == name.as_str())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no restore record: {:#?}", audit_log.records()));
+    assert_eq!(record["decision"], "removed");
+    assert_eq!(record["operation"], "UPDATE");
+    assert_eq!(record["user"], AGENT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -291,7 +291,10 @@ async fn nobody_mints_a_controllers_token_or_fills_a_token_secret_for_it() {
 
     // The controller manager keeps minting its controllers' tokens (it runs
     // them with --use-service-account-credentials).
-    let controller_manager = s.cluster.dir().join("pki/kube-controller-manager.kubeconfig");
+    let controller_manager = s
+        .cluster
+        .dir()
+        .join("pki/kube-controller-manager.kubeconfig");
     let token = s
         .cluster
         .kubectl_with(
