@@ -143,5 +143,5 @@ pub enum AuditOutput {
 
 fn parse_decision(s: &str) -> Result<AuditDecision, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("decision must be 'denied' or 'break-glass', not {s:?}"))
+        .map_err(|_| format!("decision must be 'denied', 'break-glass' or 'removed', not {s:?}"))
 }
