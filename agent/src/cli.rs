@@ -24,14 +24,7 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
-}
+pub use gitwarden_runtime::logging::LogFormat;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]

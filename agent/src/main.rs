@@ -21,12 +21,12 @@ use anyhow::Context as _;
 use clap::Parser;
 use gitwarden_apply::{Action, Diff, RequestCounter};
 
-use crate::cli::{Cli, Command, CommonArgs, LogFormat, Output, RunArgs};
+use crate::cli::{Cli, Command, CommonArgs, Output, RunArgs};
 use crate::pipeline::{Pipeline, Synced};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    gitwarden_runtime::logging::init(cli.log_format, "warn");
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -88,38 +88,17 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 async fn kube_config(args: &CommonArgs) -> anyhow::Result<kube::Config> {
     kube_config_from(args.kubeconfig.as_deref()).await
 }
 
 /// The client configuration every subcommand uses: the kubeconfig at `path`
 /// when one is given (outside the cluster: demo, tests, an admin's laptop),
-/// otherwise `$KUBECONFIG` or the pod's service account.
+/// otherwise the pod's service account or `$KUBECONFIG`.
 pub(crate) async fn kube_config_from(
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<kube::Config> {
-    Ok(match path {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a Kubernetes configuration (in-cluster or $KUBECONFIG)")?,
-    })
+    Ok(gitwarden_runtime::client::config(path).await?)
 }
 
 async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter)> {
@@ -218,7 +197,7 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /status, /healthz, /readyz, /metrics, /hook");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(run::shutdown_signal())
+            .with_graceful_shutdown(gitwarden_runtime::signals::shutdown_signal())
             .await
         {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -281,7 +260,7 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         tokio::select! {
             () = run::sync_loop(pipeline, reporter, trigger, settings, client, leading) => {}
             () = guard => {}
-            () = run::shutdown_signal() => tracing::info!("shutting down"),
+            () = gitwarden_runtime::signals::shutdown_signal() => tracing::info!("shutting down"),
         }
         Ok(())
     }

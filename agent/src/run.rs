@@ -431,31 +431,18 @@ where
     let elector = LeaderElector::new(client, lease)?.with_observer(observer);
     let reporter_for_work = reporter.clone();
     let outcome = elector
-        .run(shutdown_signal(), move |leading| {
-            reporter_for_work.set_role("leader");
-            work(leading)
-        })
+        .run(
+            gitwarden_runtime::signals::shutdown_signal(),
+            move |leading| {
+                reporter_for_work.set_role("leader");
+                work(leading)
+            },
+        )
         .await;
     standing.abort();
     let outcome = outcome?;
     tracing::info!(?outcome, "leader election ended");
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]

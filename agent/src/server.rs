@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
@@ -68,34 +68,16 @@ async fn readyz(State(s): State<ServerState>) -> Response {
 }
 
 async fn metrics(State(s): State<ServerState>) -> Response {
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.reporter.registry) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics: {e}"),
-        )
-            .into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    gitwarden_runtime::metrics::render(&s.reporter.registry)
 }
 
 async fn hook(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = gitwarden_runtime::bearer::from_headers(&headers);
     let by_signature = matches!((&s.hook.secret, signature), (Some(secret), Some(sig)) if gitwarden_source::verify_hub_signature(secret, &body, sig));
-    let by_token = matches!((&s.hook.token, bearer), (Some(token), Some(given)) if gitwarden_source::verify_shared_token(token, given));
+    let by_token = matches!((&s.hook.token, bearer), (Some(token), Some(given)) if std::str::from_utf8(token).is_ok_and(|token| gitwarden_runtime::bearer::matches(given, token.trim())));
     if s.hook.secret.is_none() && s.hook.token.is_none() {
         return (
             StatusCode::NOT_FOUND,

@@ -18,9 +18,14 @@ pub fn from_headers(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether `given` equals `expected`, in time independent of both.
+/// Whether `given` (surrounding whitespace ignored) equals `expected`, in
+/// time independent of both. An empty `expected` never matches, so an empty
+/// token file cannot switch authentication off.
 pub fn matches(given: &str, expected: &str) -> bool {
-    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    if expected.is_empty() {
+        return false;
+    }
+    let (a, b) = (Sha256::digest(given.trim()), Sha256::digest(expected));
     a.iter()
         .zip(b.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
@@ -49,6 +54,13 @@ mod tests {
     #[test]
     fn the_right_token_is_accepted() {
         assert!(authorized(&headers("Bearer s3cret"), "s3cret"));
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_ignored_and_an_empty_token_never_matches() {
+        assert!(matches(" s3cret-token\n", "s3cret-token"));
+        assert!(!matches("", ""));
+        assert!(!matches("s3cret", ""));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use gitwarden_manifests::{ManifestFile, ManifestSet};
 use gitwarden_tests::{Identity, TestCluster, TestNamespace};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{DynamicObject, GroupVersionKind};
 use std::sync::Arc;
 
@@ -25,9 +24,8 @@ struct Env {
 
 async fn counted_client(counter: &RequestCounter) -> Result<kube::Client> {
     let cluster = TestCluster::shared();
-    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig(Identity::Admin))?;
     let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        gitwarden_runtime::client::config(Some(&cluster.kubeconfig(Identity::Admin))).await?;
     Ok(counter.client(config)?)
 }
 

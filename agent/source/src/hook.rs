@@ -2,7 +2,8 @@
 //!
 //! A hook only makes the agent fetch sooner — what it applies still comes from git and its
 //! signatures — but an unauthenticated hook would let anyone make the agent hammer the git
-//! server. Both checks run in constant time so the secret cannot be guessed byte by byte.
+//! server. The check runs in constant time so the secret cannot be guessed byte by byte (bearer
+//! tokens are compared by `gitwarden_runtime::bearer`).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -30,29 +31,6 @@ pub fn verify_hub_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
     };
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
-}
-
-/// Whether `provided` (a token header such as GitLab's `X-Gitlab-Token`, surrounding
-/// whitespace ignored) equals the shared `expected` token. Compares MACs of both under a fixed
-/// key, so the time taken reveals neither the matching prefix nor the token's length.
-pub fn verify_shared_token(expected: &[u8], provided: &str) -> bool {
-    if expected.is_empty() {
-        return false;
-    }
-    const CONTEXT: &[u8] = b"gitwarden hook token";
-    let tag = |token: &[u8]| {
-        HmacSha256::new_from_slice(token).map(|mut mac| {
-            mac.update(CONTEXT);
-            mac
-        })
-    };
-    let (Ok(expected_mac), Ok(provided_mac)) = (tag(expected), tag(provided.trim().as_bytes()))
-    else {
-        return false;
-    };
-    provided_mac
-        .verify(&expected_mac.finalize().into_bytes())
-        .is_ok()
 }
 
 #[cfg(test)]
@@ -128,19 +106,5 @@ mod tests {
         mac.update(b"x");
         let header = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         assert!(!verify_hub_signature(b"", b"x", &header));
-    }
-
-    #[test]
-    fn shared_token_matches_only_the_same_token() {
-        assert!(verify_shared_token(b"s3cret-token", "s3cret-token"));
-        assert!(verify_shared_token(b"s3cret-token", " s3cret-token\n"));
-        assert!(!verify_shared_token(b"s3cret-token", "s3cret-tokem"));
-        assert!(!verify_shared_token(b"s3cret-token", "s3cret"));
-        assert!(!verify_shared_token(b"s3cret-token", ""));
-    }
-
-    #[test]
-    fn empty_expected_token_never_matches() {
-        assert!(!verify_shared_token(b"", ""));
     }
 }

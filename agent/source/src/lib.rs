@@ -35,7 +35,7 @@ pub use allowed_signers::{AllowedSigner, AllowedSigners, ParseError};
 pub use backoff::{Backoff, RandomSource, SeededRandom, backoff_delay, interval_with_jitter};
 pub use error::SourceError;
 pub use fetch::Source;
-pub use hook::{verify_hub_signature, verify_shared_token};
+pub use hook::verify_hub_signature;
 pub use revision::{FetchedRevision, SourceFile, VerifiedSigner};
 pub use spec::{
     Auth, DEFAULT_MAX_FILE_BYTES, DEFAULT_TOKEN_USERNAME, GitRef, SourceOptions, SourceSpec,
