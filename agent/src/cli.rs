@@ -47,10 +47,6 @@ pub enum Command {
         )]
         url: String,
     },
-    /// Who can still bypass git (impersonation, the agent's token, the
-    /// webhook configuration, exec into gitwarden's pods), plus sanity checks
-    /// of the webhook, its certificates and the agent. Exit 1 on critical findings.
-    Doctor(Box<crate::doctor::DoctorArgs>),
 }
 
 /// `run` settings.

@@ -1,11 +1,10 @@
 //! The `gitwarden-agent` binary: `run` keeps the cluster in sync with git,
 //! `sync` applies the revision once, `diff` shows what a sync would do, and
-//! `status` prints a running agent's status; `doctor` reports who can still
-//! bypass git.
+//! `status` prints a running agent's status. (Who can still bypass git is
+//! `gitwarden-doctor`'s question, an operator's tool of its own.)
 
 mod admission_guard;
 mod cli;
-mod doctor;
 mod events;
 mod leader_report;
 mod pipeline;
@@ -69,7 +68,6 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Command::Doctor(args) => doctor::run(&args).await,
             Command::Diff(args) => match diff(&args).await {
                 Ok((commit, d)) => {
                     print_diff(&commit, &d);

@@ -9,7 +9,7 @@
 //! renewal) are in [`inspect`], [`bundle`], [`verify`] and [`rotation`]; the
 //! only module that talks to the API server is [`cluster`], which keeps the
 //! webhook's Secrets and the webhook configurations' `caBundle` current.
-//! `gitwarden-agent doctor` reads and verifies what the webhook serves with
+//! `gitwarden-doctor` reads and verifies what the webhook serves with
 //! the same [`inspect`] and [`verify`], so the tool that writes certificates
 //! and the one that audits them cannot disagree about one.
 

@@ -2,7 +2,7 @@
 //!
 //! k8s-openapi gives `ValidatingWebhook` and `MutatingWebhook` the same
 //! fields but no common trait. Injecting the CA bundle (here) and checking
-//! the configurations (`gitwarden-agent doctor`) both walk every entry of
+//! the configurations (`gitwarden-doctor`) both walk every entry of
 //! both kinds; this one view serves both, so neither repeats itself per kind.
 
 use k8s_openapi::api::admissionregistration::v1::{

@@ -1,4 +1,4 @@
-//! `gitwarden-agent doctor` against the real cluster: it names who can still
+//! `gitwarden-doctor` against the real cluster: it names who can still
 //! bypass git through RBAC, with the binding that grants it, and exits
 //! non-zero when anyone unexpected can.
 //!
@@ -14,10 +14,9 @@ use gitwarden_tests::webhook::apply;
 use gitwarden_tests::{Identity, TestCluster};
 use serde_json::Value;
 
-/// Runs `gitwarden-agent doctor -o json` with a kubeconfig; (exit code, report).
+/// Runs `gitwarden-doctor -o json` with a kubeconfig; (exit code, report).
 fn doctor(kubeconfig: &std::path::Path, extra: &[&str]) -> (i32, Value) {
-    let out = Command::new(binary("gitwarden-agent").unwrap())
-        .arg("doctor")
+    let out = Command::new(binary("gitwarden-doctor").unwrap())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["-o", "json"])
@@ -355,8 +354,7 @@ async fn an_agent_that_does_not_answer_is_critical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_text_report_names_the_subject_and_its_binding() {
     let cluster = TestCluster::shared();
-    let out = Command::new(binary("gitwarden-agent").unwrap())
-        .arg("doctor")
+    let out = Command::new(binary("gitwarden-doctor").unwrap())
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig(Identity::Admin))
         .output()
@@ -623,8 +621,7 @@ async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_agai
 #[test]
 fn a_kubeconfig_that_does_not_exist_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(binary("gitwarden-agent").unwrap())
-        .arg("doctor")
+    let out = Command::new(binary("gitwarden-doctor").unwrap())
         .arg("--kubeconfig")
         .arg(dir.path().join("missing.kubeconfig"))
         .output()

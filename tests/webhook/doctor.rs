@@ -1,4 +1,4 @@
-//! `gitwarden-agent doctor` with gitwarden's webhook installed: the shipped
+//! `gitwarden-doctor` with gitwarden's webhook installed: the shipped
 //! configuration passes the failure-policy and CA-bundle checks against the
 //! certificate the running webhook really serves, and weakening either is a
 //! critical finding that names what is wrong.
@@ -13,10 +13,9 @@ use serde_json::Value;
 
 use crate::common::Setup;
 
-/// Runs `gitwarden-agent doctor -o json` as admin; (exit code, report).
+/// Runs `gitwarden-doctor -o json` as admin; (exit code, report).
 fn doctor(s: &Setup) -> (i32, Value) {
-    let out = Command::new(binary("gitwarden-agent").unwrap())
-        .arg("doctor")
+    let out = Command::new(binary("gitwarden-doctor").unwrap())
         .arg("--kubeconfig")
         .arg(s.cluster.kubeconfig(Identity::Admin))
         .args(["-o", "json"])
@@ -107,8 +106,7 @@ async fn the_installed_webhook_passes_and_failure_policy_ignore_is_critical_by_n
         "{report:#}"
     );
 
-    let text = Command::new(binary("gitwarden-agent").unwrap())
-        .arg("doctor")
+    let text = Command::new(binary("gitwarden-doctor").unwrap())
         .arg("--kubeconfig")
         .arg(s.cluster.kubeconfig(Identity::Admin))
         .output()

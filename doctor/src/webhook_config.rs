@@ -399,14 +399,14 @@ mod tests {
     /// deploy/local's configuration: what the demo and the tests install.
     fn shipped() -> ValidatingWebhookConfiguration {
         shipped_from(include_str!(
-            "../../../deploy/local/webhook-configuration.yaml"
+            "../../deploy/local/webhook-configuration.yaml"
         ))
     }
 
     #[test]
     fn the_in_cluster_configuration_of_deploy_base_passes_every_check() {
         let config = shipped_from(include_str!(
-            "../../../deploy/base/webhook-configuration.yaml"
+            "../../deploy/base/webhook-configuration.yaml"
         ));
         let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert!(out.iter().all(|f| f.severity == Severity::Info), "{out:#?}");

@@ -1,70 +1,76 @@
-//! `gitwarden-agent doctor`: the command-line face of `gitwarden-doctor`.
+//! `gitwarden-doctor`: who can still change the cluster without a commit, and
+//! whether gitwarden's webhook, certificate, agent and Lease are healthy.
+//!
+//! An operator's tool, beside `gitwarden-certs`: it runs with an
+//! administrator's kubeconfig, reads all of RBAC, and shares nothing with the
+//! agent's sync, so the agent binary does not carry it (nor the certificate
+//! code it needs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
 use gitwarden_doctor::{Options, Protected};
 use gitwarden_shared::names;
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum DoctorOutput {
+enum DoctorOutput {
     /// Sections for people, the worst finding first.
     Text,
     /// Every finding with severity, check id, subject and path, for scripts.
     Json,
 }
 
-/// `doctor` settings.
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
+/// `gitwarden-doctor` settings.
+#[derive(Debug, Parser)]
+#[command(name = "gitwarden-doctor", version, about)]
+struct DoctorArgs {
     /// An admin kubeconfig (default: $KUBECONFIG, then in-cluster): doctor
     /// reads all of RBAC and the webhook configurations.
     #[arg(long, env = "GITWARDEN_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
     /// The agent's HTTP address; when given, its /status is checked too.
     #[arg(long, env = "GITWARDEN_AGENT_URL")]
-    pub agent_url: Option<String>,
+    agent_url: Option<String>,
     /// Report format.
     #[arg(long, short = 'o', default_value = "text")]
-    pub output: DoctorOutput,
+    output: DoctorOutput,
     /// List expected identities (the agent, control-plane components, policy
     /// exemptions) one by one instead of counting them.
     #[arg(long)]
-    pub show_expected: bool,
+    show_expected: bool,
     /// Warn when a webhook certificate expires within this many days.
     #[arg(long, default_value_t = 30)]
-    pub cert_warn_days: u64,
+    cert_warn_days: u64,
     /// Warn when the agent's last successful sync is older than this.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub agent_max_age: std::time::Duration,
+    agent_max_age: std::time::Duration,
     /// Timeout of each network probe (webhook TLS handshake, agent status).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub timeout: std::time::Duration,
+    timeout: std::time::Duration,
     /// gitwarden's namespace.
     #[arg(long, default_value = names::SYSTEM_NAMESPACE)]
-    pub namespace: String,
+    namespace: String,
     /// The agent's service account in that namespace.
     #[arg(long, default_value = names::AGENT_SERVICE_ACCOUNT)]
-    pub agent_service_account: String,
+    agent_service_account: String,
     /// The name of the Validating- and MutatingWebhookConfiguration.
     #[arg(long, default_value = "gitwarden")]
-    pub webhook_configuration: String,
+    webhook_configuration: String,
     /// The policy ConfigMap in that namespace.
     #[arg(long, default_value = names::POLICY_CONFIGMAP)]
-    pub policy_configmap: String,
+    policy_configmap: String,
     /// Namespace of the agent's leader Lease (default: --namespace).
     #[arg(long)]
-    pub lease_namespace: Option<String>,
+    lease_namespace: Option<String>,
     /// Name of the agent's leader Lease.
     #[arg(long, default_value = "gitwarden-agent")]
-    pub lease_name: String,
+    lease_name: String,
     /// A Lease expired (or released and not taken) for longer than this
     /// means no agent leads: critical.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub lease_max_expired: std::time::Duration,
+    lease_max_expired: std::time::Duration,
 }
 
 impl DoctorArgs {
@@ -93,18 +99,29 @@ impl DoctorArgs {
     }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = crate::kube_config_from(kubeconfig.map(PathBuf::as_path)).await?;
-    kube::Client::try_from(config).context("building the Kubernetes client")
+fn main() -> ExitCode {
+    let args = DoctorArgs::parse();
+    gitwarden_runtime::logging::init(gitwarden_runtime::logging::LogFormat::Text, "warn");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(&args)),
+        Err(e) => {
+            eprintln!("gitwarden-doctor: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs the checks and prints the report. Exit 0: nothing critical; 1:
 /// critical findings; 2: doctor could not run.
-pub async fn run(args: &DoctorArgs) -> ExitCode {
-    let client = match client(args.kubeconfig.as_ref()).await {
+async fn run(args: &DoctorArgs) -> ExitCode {
+    let client = match gitwarden_runtime::client::client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("gitwarden-agent doctor: {e:#}");
+            eprintln!("gitwarden-doctor: {}", gitwarden_runtime::errors::chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -113,7 +130,7 @@ pub async fn run(args: &DoctorArgs) -> ExitCode {
         DoctorOutput::Json => match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),
             Err(e) => {
-                eprintln!("gitwarden-agent doctor: cannot print the report: {e}");
+                eprintln!("gitwarden-doctor: cannot print the report: {e}");
                 return ExitCode::from(2);
             }
         },

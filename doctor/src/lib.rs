@@ -1,4 +1,4 @@
-//! `gitwarden-agent doctor`: who can still bypass git, and is the rest sound?
+//! `gitwarden-doctor`: who can still bypass git, and is the rest sound?
 //!
 //! gitwarden makes git the only write path, but some doors stay open by the
 //! nature of Kubernetes: whoever may impersonate the agent, mint its token,
