@@ -405,9 +405,7 @@ mod tests {
 
     #[test]
     fn the_in_cluster_configuration_of_deploy_base_passes_every_check() {
-        let config = shipped_from(include_str!(
-            "../../deploy/base/webhook-configuration.yaml"
-        ));
+        let config = shipped_from(include_str!("../../deploy/base/webhook-configuration.yaml"));
         let out = check_validating(&config.entries(), &cluster(), "gitwarden-system");
         assert!(out.iter().all(|f| f.severity == Severity::Info), "{out:#?}");
     }
