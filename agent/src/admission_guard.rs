@@ -405,7 +405,10 @@ impl Guard {
                 match self.settings.inventory.load().await {
                     Ok((loaded, _)) => inventory = Some(loaded),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the inventory: not removing admission objects until it can be read");
+                        tracing::warn!(
+                            error = gitwarden_runtime::errors::chain(&e),
+                            "cannot read the inventory: not removing admission objects until it can be read"
+                        );
                         self.failed.insert((index, name));
                         continue;
                     }

@@ -98,7 +98,7 @@ impl Bearer {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The CA file could not be read.
-    #[error("reading the audit CA {path}: {source}")]
+    #[error("reading the audit CA {path}")]
     CaFile {
         /// The file.
         path: PathBuf,
@@ -107,7 +107,7 @@ pub enum AuditError {
         source: std::io::Error,
     },
     /// The token file could not be read.
-    #[error("reading the token file {path}: {source}")]
+    #[error("reading the token file {path}")]
     TokenFile {
         /// The file.
         path: PathBuf,
@@ -116,7 +116,7 @@ pub enum AuditError {
         source: std::io::Error,
     },
     /// The HTTP client could not be built (a CA that does not parse).
-    #[error("building the audit HTTP client: {0}")]
+    #[error("building the audit HTTP client")]
     Client(#[source] reqwest::Error),
 }
 

@@ -160,7 +160,7 @@ pub enum LeaderError {
         reason: String,
     },
     /// An API request on the Lease failed (other than the expected conflicts).
-    #[error("{action} lease {namespace}/{name}: {source}")]
+    #[error("{action} lease {namespace}/{name}")]
     Api {
         /// What we were doing: "reading", "creating", "updating".
         action: &'static str,
@@ -390,10 +390,9 @@ impl LeaderElector {
                     tracing::debug!(lease = %self.config.name, "lost a race for the lease");
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "leader election: acquisition attempt failed");
-                    self.tell(Election::Unreachable {
-                        error: e.to_string(),
-                    });
+                    let error = gitwarden_runtime::errors::chain(&e);
+                    tracing::warn!(%error, "leader election: acquisition attempt failed");
+                    self.tell(Election::Unreachable { error });
                 }
             }
             tokio::time::sleep(jittered(self.config.retry_period)).await;
@@ -649,7 +648,10 @@ async fn renew_loop(elector: Arc<LeaderElector>, leading: watch::Sender<bool>, a
             Ok(Ok(Attempt::Conflict)) => {
                 tracing::debug!(lease = %cfg.name, "renewal conflicted; retrying");
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed"),
+            Ok(Err(e)) => tracing::warn!(
+                error = gitwarden_runtime::errors::chain(&e),
+                "leader election: renewal failed"
+            ),
             Err(_) => {
                 break format!(
                     "no successful renewal within the renew deadline ({:?})",

@@ -53,7 +53,8 @@ pub async fn read(client: &Client, namespace: &str, name: &str) -> (Policy, Find
             Finding::warning(
                 check,
                 format!(
-                    "the policy in {namespace}/{name} is invalid ({e}); the webhook keeps the last valid one"
+                    "the policy in {namespace}/{name} is invalid ({}); the webhook keeps the last valid one",
+                    gitwarden_runtime::errors::chain(&e)
                 ),
             ),
         ),

@@ -284,7 +284,7 @@ async fn serving_chain(
     if let Some((host, port)) = &endpoint.dial {
         match tls::fetch_chain(host, *port, timeout).await {
             Ok(chain) => return Ok((chain, format!("a TLS handshake with {}", endpoint.label))),
-            Err(e) => handshake_error = Some(e.to_string()),
+            Err(e) => handshake_error = Some(gitwarden_runtime::errors::chain(&e)),
         }
     }
     let Some(ns) = endpoint.service_namespace.as_deref() else {

@@ -16,7 +16,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// No connection (refused, unreachable, timed out).
-    #[error("connecting to {addr}: {source}")]
+    #[error("connecting to {addr}")]
     Connect {
         /// host:port.
         addr: String,
@@ -25,7 +25,7 @@ pub enum TlsError {
         source: std::io::Error,
     },
     /// The handshake itself failed.
-    #[error("TLS handshake with {addr}: {source}")]
+    #[error("TLS handshake with {addr}")]
     Handshake {
         /// host:port.
         addr: String,

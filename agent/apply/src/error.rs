@@ -60,7 +60,7 @@ impl fmt::Display for ValidationErrors {
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// API discovery failed, so no kind can be addressed.
-    #[error("API discovery failed: {0}")]
+    #[error("API discovery failed")]
     Discovery(#[source] kube::Error),
     /// The revision failed validation; nothing of it was applied (except,
     /// for custom resources validated late, the CRDs before them).
@@ -82,7 +82,7 @@ pub enum SyncError {
     },
     /// Reading the live state of an object failed for a reason other than
     /// its absence (permissions, API server down).
-    #[error("reading {object} failed: {source}")]
+    #[error("reading {object} failed")]
     Read {
         /// The object.
         object: ObjectRef,
@@ -96,7 +96,7 @@ pub enum SyncError {
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// Listing or reading the inventory ConfigMaps failed.
-    #[error("reading the inventory in namespace {namespace}: {source}")]
+    #[error("reading the inventory in namespace {namespace}")]
     Read {
         /// The inventory namespace.
         namespace: String,
@@ -105,7 +105,7 @@ pub enum InventoryError {
         source: kube::Error,
     },
     /// Writing or deleting an inventory ConfigMap failed.
-    #[error("writing inventory ConfigMap {namespace}/{name}: {source}")]
+    #[error("writing inventory ConfigMap {namespace}/{name}")]
     Write {
         /// The inventory namespace.
         namespace: String,

@@ -42,7 +42,7 @@ pub enum SourceError {
     },
 
     /// A credential file named in the spec could not be read. Not transient: the mount is wrong.
-    #[error("cannot read credential file {}: {source}", path.display())]
+    #[error("cannot read credential file {}", path.display())]
     Credentials {
         /// The file that was named in the spec.
         path: PathBuf,

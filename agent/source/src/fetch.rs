@@ -116,10 +116,17 @@ impl Source {
                 "fetched revision"
             ),
             Err(err @ SourceError::Unverified { .. }) => {
-                tracing::warn!(error = %err, "refusing unverified revision")
+                tracing::warn!(
+                    error = gitwarden_runtime::errors::chain(err),
+                    "refusing unverified revision"
+                )
             }
             Err(err) => {
-                tracing::warn!(error = %err, transient = err.is_transient(), "fetch failed")
+                tracing::warn!(
+                    error = gitwarden_runtime::errors::chain(err),
+                    transient = err.is_transient(),
+                    "fetch failed"
+                )
             }
         }
         result
@@ -452,7 +459,7 @@ fn open_cache(
         match gix::ThreadSafeRepository::open_opts(dir, options()) {
             Ok(repo) => return Ok(repo),
             Err(err) => {
-                tracing::warn!(path = %dir.display(), error = %err, "cache repository unusable; recreating it");
+                tracing::warn!(path = %dir.display(), error = gitwarden_runtime::errors::chain(&err), "cache repository unusable; recreating it");
                 std::fs::remove_dir_all(dir).map_err(|e| cache_error(&e))?;
             }
         }

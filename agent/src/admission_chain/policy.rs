@@ -84,13 +84,13 @@ impl PolicyTracker {
                 Some(good) => {
                     self.set(good, PolicySource::ConfigMap);
                     PolicyUpdate::KeptLastGood {
-                        error: e.to_string(),
+                        error: gitwarden_runtime::errors::chain(&e),
                     }
                 }
                 None => {
                     self.set(Arc::default(), PolicySource::ConfigMap);
                     PolicyUpdate::NothingAllowed {
-                        error: e.to_string(),
+                        error: gitwarden_runtime::errors::chain(&e),
                     }
                 }
             },
