@@ -252,7 +252,7 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         })
         .await
     } else {
-        reporter.set_role("leader");
+        reporter.set_role(status::Role::Leader);
         reporter.leader_election(gitwarden_agent::standby::Standing::Leading);
         let (_leading_tx, leading) = tokio::sync::watch::channel(true);
         tokio::select! {

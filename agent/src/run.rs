@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{Notify, watch};
 
 use crate::pipeline::Pipeline;
-use crate::status::Reporter;
+use crate::status::{Reporter, Role};
 
 /// Settings of the loop.
 pub struct LoopSettings {
@@ -182,7 +182,7 @@ async fn record_drift_events(
 /// (object, end of window). Only the windows still held are remembered, so
 /// the set stays as small as the number of open windows.
 #[derive(Debug, Default)]
-struct HeldWindows(BTreeSet<(gitwarden_manifests::ObjectRef, String)>);
+struct HeldWindows(BTreeSet<(gitwarden_manifests::ObjectRef, jiff::Timestamp)>);
 
 impl HeldWindows {
     /// The windows of `held` not announced yet; afterwards the set holds
@@ -191,13 +191,10 @@ impl HeldWindows {
         &mut self,
         held: &'a [gitwarden_apply::Held],
     ) -> Vec<&'a gitwarden_apply::Held> {
-        let now: BTreeSet<_> = held
-            .iter()
-            .map(|h| (h.object.clone(), h.until.clone()))
-            .collect();
+        let now: BTreeSet<_> = held.iter().map(|h| (h.object.clone(), h.until)).collect();
         let fresh = held
             .iter()
-            .filter(|h| !self.0.contains(&(h.object.clone(), h.until.clone())))
+            .filter(|h| !self.0.contains(&(h.object.clone(), h.until)))
             .collect();
         self.0 = now;
         fresh
@@ -420,7 +417,7 @@ where
     F: FnOnce(watch::Receiver<bool>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    reporter.set_role("standby");
+    reporter.set_role(Role::Standby);
     let (observer, election) = watch::channel(gitwarden_agent::standby::Election::Starting);
     let standing = tokio::spawn(crate::leader_report::follow(
         client.clone(),
@@ -434,7 +431,7 @@ where
         .run(
             gitwarden_runtime::signals::shutdown_signal(),
             move |leading| {
-                reporter_for_work.set_role("leader");
+                reporter_for_work.set_role(Role::Leader);
                 work(leading)
             },
         )
@@ -527,7 +524,7 @@ mod tests {
         );
         let held = |until: &str| gitwarden_apply::Held {
             object: object.clone(),
-            until: until.to_owned(),
+            until: until.parse().expect("a test timestamp"),
             in_git: false,
         };
         let mut announced = HeldWindows::default();

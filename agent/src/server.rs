@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
-use crate::status::Reporter;
+use crate::status::{Reporter, Role};
 
 /// How /hook requests are authenticated.
 #[derive(Clone, Default)]
@@ -52,7 +52,7 @@ async fn status(State(s): State<ServerState>) -> Response {
 /// Ready once the first sync succeeded, or while standing by for leadership.
 async fn readyz(State(s): State<ServerState>) -> Response {
     let status = s.reporter.status();
-    let ready = status.role == "standby" || status.last_success.is_some();
+    let ready = status.role == Role::Standby || status.last_success.is_some();
     let code = if ready {
         StatusCode::OK
     } else {

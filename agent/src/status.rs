@@ -15,14 +15,37 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// What an agent replica is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Not yet leading nor waiting (before the first election).
+    #[default]
+    Starting,
+    /// Leading: this replica syncs.
+    Leader,
+    /// Waiting for the Lease: another replica leads.
+    Standby,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Starting => "starting",
+            Role::Leader => "leader",
+            Role::Standby => "standby",
+        })
+    }
+}
 
 /// The agent's status document.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    /// `leader`, `standby` or `starting`.
-    pub role: String,
+    /// What this replica is doing.
+    pub role: Role,
     /// The git repository (never with credentials).
     pub source: String,
     /// The commit applied last (kept while git is unreachable).
@@ -282,7 +305,7 @@ impl Reporter {
         );
         Arc::new(Reporter {
             status: RwLock::new(Status {
-                role: "starting".into(),
+                role: Role::Starting,
                 source,
                 ..Default::default()
             }),
@@ -317,8 +340,8 @@ impl Reporter {
     }
 
     /// Records this replica's role.
-    pub fn set_role(&self, role: &str) {
-        self.update(|s| s.role = role.to_string());
+    pub fn set_role(&self, role: Role) {
+        self.update(|s| s.role = role);
     }
 
     /// Records the start of an attempt.

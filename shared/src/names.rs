@@ -71,6 +71,15 @@ pub const PRUNE: &str = "gitwarden.io/prune";
 /// The value of [`PRUNE`] that disables pruning.
 pub const PRUNE_DISABLED: &str = "disabled";
 
+/// Whether annotations ask never to prune their object
+/// (`gitwarden.io/prune: disabled`): the one reading of that rule, for git's
+/// manifests, live objects and break-glass leftovers alike.
+pub fn prune_disabled(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    annotations
+        .and_then(|annotations| annotations.get(PRUNE))
+        .is_some_and(|value| value == PRUNE_DISABLED)
+}
+
 /// Kubernetes' own namespace, where the controllers' service accounts live.
 pub const KUBE_SYSTEM: &str = "kube-system";
 

@@ -171,9 +171,8 @@ impl Applier {
         for p in &planned {
             let object = p.manifest.object_ref();
             by_ref.insert(object.clone(), p);
-            match p.break_glass() {
-                Some(bg) if bg.open_at(now) => {
-                    let until = bg.until.map(|t| t.to_string()).unwrap_or_default();
+            match p.break_glass().map(|bg| (bg, bg.open_until(now))) {
+                Some((_, Some(until))) => {
                     info!(%object, %until, "left alone: break-glass window open");
                     held.insert(
                         object.clone(),
@@ -186,7 +185,7 @@ impl Applier {
                     });
                     continue;
                 }
-                Some(bg) => {
+                Some((bg, None)) => {
                     // The window closed: revert to git and remove the stamps.
                     info!(%object, "break-glass window closed: reverting to git");
                     closed_windows.push((p, bg.clone()));
@@ -397,7 +396,7 @@ impl Applier {
             created = report.count(&Action::Created),
             configured = report.count(&Action::Configured),
             unchanged = report.count(&Action::Unchanged),
-            failed = report.count(&Action::Failed(String::new())),
+            failed = report.failures().count(),
             pruned = report.pruned.len(),
             break_glass_held = report.break_glass.held.len(),
             break_glass_reverted = report.break_glass.reverted.len(),

@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::discovery::{Discovery, Resolved};
 use crate::dry_run::message;
-use crate::report::{Held, Kept};
+use crate::report::{Held, KeepCause, Kept};
 use crate::sync_context::SyncContext;
 
 /// A break-glass change found on a live object.
@@ -82,10 +82,11 @@ impl BreakGlass {
         })
     }
 
-    /// Whether the window is still open at `now`: the object is then left
-    /// alone. A reason without a valid `-until` stamp is no open window.
-    pub(crate) fn open_at(&self, now: jiff::Timestamp) -> bool {
-        self.until.is_some_and(|until| until > now)
+    /// When the window closes, if it is still open at `now`: the object is
+    /// then left alone. A reason without a valid `-until` stamp is no open
+    /// window.
+    pub(crate) fn open_until(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.until.filter(|until| *until > now)
     }
 
     /// The JSON patch that removes the stamps and the label, `None` when
@@ -152,22 +153,19 @@ pub(crate) enum Verdict {
 /// The decision for a labelled object that git does not contain.
 pub(crate) fn verdict(meta: &ObjectMeta, now: jiff::Timestamp) -> Option<Verdict> {
     let window = BreakGlass::of(meta)?;
-    if let Some(until) = window.until.filter(|_| window.open_at(now)) {
+    if let Some(until) = window.open_until(now) {
         return Some(Verdict::Hold(until));
     }
     if !window.created {
         return Some(Verdict::Release);
     }
-    let prune_disabled = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PRUNE))
-        .is_some_and(|value| value == PRUNE_DISABLED);
-    Some(if prune_disabled {
-        Verdict::KeepPruneDisabled
-    } else {
-        Verdict::Delete
-    })
+    Some(
+        if gitwarden_shared::names::prune_disabled(meta.annotations.as_ref()) {
+            Verdict::KeepPruneDisabled
+        } else {
+            Verdict::Delete
+        },
+    )
 }
 
 /// Where the sweep looks and what it leaves to others.
@@ -239,12 +237,13 @@ pub(crate) async fn sweep(
                     info!(%object, %until, "left alone: created or changed under an open break-glass window");
                     outcome.held.push(Held {
                         object,
-                        until: until.to_string(),
+                        until,
                         in_git: false,
                     });
                 }
                 Verdict::KeepPruneDisabled => outcome.kept.push(Kept {
                     object,
+                    cause: KeepCause::PruneDisabled,
                     reason: format!(
                         "created under break-glass, not in git; {PRUNE}: {PRUNE_DISABLED}"
                     ),
@@ -260,7 +259,11 @@ pub(crate) async fn sweep(
                         Err(error) => {
                             let reason = format!("delete failed: {}", message(&error));
                             warn!(%object, %reason, "could not delete an object created under break-glass");
-                            outcome.kept.push(Kept { object, reason });
+                            outcome.kept.push(Kept {
+                                object,
+                                cause: KeepCause::Failed,
+                                reason,
+                            });
                         }
                     }
                 }
@@ -272,12 +275,22 @@ pub(crate) async fn sweep(
                         created: false,
                     };
                     ctx.count_writes(1);
-                    let reason = match remove_stamps(&api, &name, &label_only).await {
-                        Ok(()) => "changed under break-glass, not created by it, and not in git: left in place, label removed".to_owned(),
-                        Err(error) => format!("removing the break-glass label failed: {}", message(&error)),
+                    let (cause, reason) = match remove_stamps(&api, &name, &label_only).await {
+                        Ok(()) => (
+                            KeepCause::PredatesBreakGlass,
+                            "changed under break-glass, not created by it, and not in git: left in place, label removed".to_owned(),
+                        ),
+                        Err(error) => (
+                            KeepCause::Failed,
+                            format!("removing the break-glass label failed: {}", message(&error)),
+                        ),
                     };
                     info!(%object, %reason, "break-glass window closed on an object outside git");
-                    outcome.kept.push(Kept { object, reason });
+                    outcome.kept.push(Kept {
+                        object,
+                        cause,
+                        reason,
+                    });
                 }
             }
         }

@@ -10,7 +10,7 @@ use crate::dry_run::{dry_run_one, message};
 use crate::error::{ObjectError, SyncError};
 use crate::prune::{candidates, refusal};
 use gitwarden_manifests::{Location, ManifestSet, ObjectRef};
-use gitwarden_shared::names::{PRUNE, PRUNE_DISABLED};
+use gitwarden_shared::names::prune_disabled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -170,13 +170,7 @@ async fn diff_inner(applier: &Applier, set: &ManifestSet) -> Result<Diff, SyncEr
                 source,
             })?;
         let Some(meta) = meta else { continue };
-        let disabled = meta
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(PRUNE))
-            .is_some_and(|value| value == PRUNE_DISABLED);
-        if !disabled {
+        if !prune_disabled(meta.metadata.annotations.as_ref()) {
             result.prune.push(object.clone());
         }
     }

@@ -34,4 +34,4 @@ pub use fingerprint::{fields_fingerprint, manifest_hash};
 pub use inventory::{Inventory, InventoryEntry, InventoryStore, MAX_SHARD_BYTES, StoredShards};
 pub use prune::PrunePolicy;
 pub use refusal::AdmissionRefusal;
-pub use report::{Action, BreakGlassReport, Held, Kept, ObjectResult, SyncReport};
+pub use report::{Action, BreakGlassReport, Held, KeepCause, Kept, ObjectResult, SyncReport};

@@ -10,11 +10,13 @@
 use crate::discovery::Discovery;
 use crate::dry_run::message;
 use crate::inventory::{Inventory, InventoryEntry};
-use crate::report::Kept;
+use crate::report::{KeepCause, Kept};
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::{ObjectRef, prune_order};
-use gitwarden_shared::names::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE, PRUNE_DISABLED};
+use gitwarden_shared::names::{
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE, PRUNE_DISABLED, prune_disabled,
+};
 use kube::Client;
 use kube::api::DeleteParams;
 use std::collections::{BTreeMap, HashSet};
@@ -119,7 +121,7 @@ pub(crate) async fn prune(
     }
     for (index, phase) in prune_order(leaving.iter().copied()).into_iter().enumerate() {
         let span = info_span!("prune_phase", phase = index, objects = phase.len());
-        let results: Vec<(ObjectRef, Result<bool, String>)> = futures::stream::iter(phase)
+        let results: Vec<(ObjectRef, Pruned)> = futures::stream::iter(phase)
             .map(|object| async move {
                 (
                     object.clone(),
@@ -134,18 +136,23 @@ pub(crate) async fn prune(
         results.sort_by(|a, b| a.0.cmp(&b.0));
         for (object, result) in results {
             match result {
-                Ok(true) => {
+                Pruned::Deleted => {
                     info!(%object, "pruned");
                     outcome.pruned.push(object);
                 }
-                Ok(false) => {}
-                Err(reason) => {
-                    if reason.starts_with("delete failed")
+                Pruned::AlreadyGone => {}
+                Pruned::Kept(cause, reason) => {
+                    // A failed delete stays in the inventory, to be retried.
+                    if cause == KeepCause::Failed
                         && let Some(entry) = previous.entries.get(&object)
                     {
                         outcome.retain.insert(object.clone(), entry.clone());
                     }
-                    outcome.kept.push(Kept { object, reason });
+                    outcome.kept.push(Kept {
+                        object,
+                        cause,
+                        reason,
+                    });
                 }
             }
         }
@@ -153,45 +160,63 @@ pub(crate) async fn prune(
     outcome
 }
 
-/// Deletes one object: `Ok(true)` deleted, `Ok(false)` already gone,
-/// `Err(reason)` kept (prune disabled, not gitwarden's, or the delete failed).
+/// What pruning one object came to.
+enum Pruned {
+    /// Deleted now.
+    Deleted,
+    /// Already gone (or its kind no longer served).
+    AlreadyGone,
+    /// Not deleted, and why (with the words for people).
+    Kept(KeepCause, String),
+}
+
+/// Deletes one object that left git, unless it opted out or is no longer
+/// gitwarden's.
 async fn prune_one(
     ctx: &SyncContext,
     client: &Client,
     discovery: &Discovery,
     object: &ObjectRef,
-) -> Result<bool, String> {
+) -> Pruned {
     // A kind no longer served (its CRD pruned first) means its objects are gone.
     let Some(resolved) = discovery.resolve_any_version(&object.gvk()) else {
-        return Ok(false);
+        return Pruned::AlreadyGone;
     };
     let api = resolved.api(client.clone(), object.namespace.as_deref());
     let meta = match api.get_metadata_opt(&object.name).await {
         Ok(Some(meta)) => meta,
-        Ok(None) => return Ok(false),
-        Err(error) => return Err(format!("delete failed: reading it: {}", message(&error))),
+        Ok(None) => return Pruned::AlreadyGone,
+        Err(error) => {
+            return Pruned::Kept(
+                KeepCause::Failed,
+                format!("delete failed: reading it: {}", message(&error)),
+            );
+        }
     };
-    let annotations = meta.metadata.annotations.unwrap_or_default();
-    if annotations
-        .get(PRUNE)
-        .is_some_and(|value| value == PRUNE_DISABLED)
-    {
-        return Err(format!("{PRUNE}: {PRUNE_DISABLED}"));
+    if prune_disabled(meta.metadata.annotations.as_ref()) {
+        return Pruned::Kept(
+            KeepCause::PruneDisabled,
+            format!("{PRUNE}: {PRUNE_DISABLED}"),
+        );
     }
     let labels = meta.metadata.labels.unwrap_or_default();
     if labels
         .get(MANAGED_BY_LABEL)
         .is_none_or(|value| value != MANAGED_BY_VALUE)
     {
-        return Err(format!(
-            "no longer labelled {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
-        ));
+        return Pruned::Kept(
+            KeepCause::NotManaged,
+            format!("no longer labelled {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"),
+        );
     }
     ctx.count_writes(1);
     match api.delete(&object.name, &DeleteParams::background()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(error) => Err(format!("delete failed: {}", message(&error))),
+        Ok(_) => Pruned::Deleted,
+        Err(kube::Error::Api(status)) if status.code == 404 => Pruned::AlreadyGone,
+        Err(error) => Pruned::Kept(
+            KeepCause::Failed,
+            format!("delete failed: {}", message(&error)),
+        ),
     }
 }
 

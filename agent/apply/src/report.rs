@@ -38,13 +38,39 @@ pub struct ObjectResult {
     pub refused_by: Option<AdmissionRefusal>,
 }
 
-/// An object that left git but was deliberately not deleted, and why.
+/// An object that left git (or whose break-glass window closed) and was not
+/// deleted, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kept {
     /// The object.
     pub object: ObjectRef,
-    /// Why it was kept (prune disabled, delete failed, not gitwarden's).
+    /// Why, as a closed outcome: only [`KeepCause::Failed`] makes the sync
+    /// a failure (and keeps the object in the inventory for a retry).
+    pub cause: KeepCause,
+    /// Why, for people (the API server's message for a failure).
     pub reason: String,
+}
+
+impl Kept {
+    /// Whether the object should have gone and did not: a failed delete.
+    pub fn is_failure(&self) -> bool {
+        self.cause == KeepCause::Failed
+    }
+}
+
+/// Why an object was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeepCause {
+    /// It carries `gitwarden.io/prune: disabled`.
+    PruneDisabled,
+    /// It no longer carries gitwarden's managed-by label: not gitwarden's.
+    NotManaged,
+    /// It existed before a break-glass window changed it and is not in git:
+    /// left in place, only the break-glass label removed.
+    PredatesBreakGlass,
+    /// The delete (or the label's removal) failed; retried on the next sync.
+    Failed,
 }
 
 /// An object under an open break-glass window, left alone by this sync.
@@ -53,9 +79,9 @@ pub struct Kept {
 pub struct Held {
     /// The object.
     pub object: ObjectRef,
-    /// When the window closes (`gitwarden.io/break-glass-until`, RFC 3339):
-    /// the agent syncs again then, to revert or delete the object.
-    pub until: String,
+    /// When the window closes (`gitwarden.io/break-glass-until`): the agent
+    /// syncs again then, to revert or delete the object.
+    pub until: jiff::Timestamp,
     /// Whether git contains the object (then it is reverted at `until`;
     /// otherwise, if the window created it, it is deleted).
     pub in_git: bool,
@@ -84,10 +110,7 @@ impl BreakGlassReport {
     /// The earliest end of an open window, when one is open: the agent
     /// should sync again at that time.
     pub fn next_expiry(&self) -> Option<jiff::Timestamp> {
-        self.held
-            .iter()
-            .filter_map(|held| held.until.parse::<jiff::Timestamp>().ok())
-            .min()
+        self.held.iter().map(|held| held.until).min()
     }
 }
 
@@ -163,7 +186,7 @@ impl SyncReport {
             self.kept
                 .iter()
                 .chain(&self.break_glass.kept)
-                .filter(|kept| kept.reason.starts_with("delete failed"))
+                .filter(|kept| kept.is_failure())
                 .map(|kept| format!("{}: {}", kept.object, kept.reason)),
         );
         const SHOWN: usize = 5;
@@ -206,17 +229,16 @@ mod tests {
                 Some("ns"),
                 name,
             ),
-            until: until.to_owned(),
+            until: until.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             in_git: false,
         }
     }
 
     #[test]
-    fn the_next_expiry_is_the_earliest_open_window_and_ignores_unparsable_ends() {
+    fn the_next_expiry_is_the_earliest_open_window() {
         let report = BreakGlassReport {
             held: vec![
                 held("late", "2026-11-23T10:00:00Z"),
-                held("garbled", "tomorrow"),
                 held("early", "2026-11-23T09:00:00Z"),
             ],
             ..Default::default()
@@ -244,11 +266,13 @@ mod tests {
         assert!(report.is_success());
         report.break_glass.kept.push(Kept {
             object: held("x", "").object,
+            cause: KeepCause::PruneDisabled,
             reason: "gitwarden.io/prune: disabled".into(),
         });
         assert!(report.is_success(), "a deliberate keep is no failure");
         report.break_glass.kept.push(Kept {
             object: held("y", "").object,
+            cause: KeepCause::Failed,
             reason: "delete failed: forbidden".into(),
         });
         assert!(!report.is_success());

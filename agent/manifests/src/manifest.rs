@@ -4,7 +4,7 @@ use crate::crd::{self, CrdInfo};
 use crate::location::Location;
 use crate::object_ref::ObjectRef;
 use crate::scope::Scope;
-use gitwarden_shared::names::{PRUNE, PRUNE_DISABLED};
+
 use kube::core::{GroupVersionKind, ObjectMeta};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -98,11 +98,7 @@ impl Manifest {
     /// Whether git asks never to prune this object
     /// (`gitwarden.io/prune: disabled`), for example a namespace holding data.
     pub fn prune_disabled(&self) -> bool {
-        self.metadata
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(PRUNE))
-            .is_some_and(|value| value == PRUNE_DISABLED)
+        gitwarden_shared::names::prune_disabled(self.metadata.annotations.as_ref())
     }
 
     /// Whether this is a CustomResourceDefinition: the agent must wait for it

@@ -3,6 +3,12 @@
 //! Jitter keeps many agents (or many sources in one agent) from hitting a git server in
 //! lockstep after an outage; the random source is a parameter so tests are exact and never
 //! depend on timing.
+//!
+//! Why not `backon` (in the tree already, through kube-runtime): its `ExponentialBuilder` reaches
+//! the same bounds only by halving both ends (its jitter adds `[0, d)` on top of `d`; ours keeps
+//! `[d/2, d)`), it draws from a private `fastrand` generator that takes at most a seed, so the
+//! exact delays asserted below could only be checked as ranges, and it has no symmetric jitter for
+//! [`interval_with_jitter`]: [`RandomSource`] would stay, beside a second generator.
 
 use std::{
     hash::{BuildHasher, Hasher},
