@@ -9,3 +9,4 @@ pub mod decision;
 pub mod identity;
 pub mod names;
 pub mod policy;
+pub mod stamps;

@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, HashSet};
 use futures::StreamExt;
 use gitwarden_manifests::ObjectRef;
 use gitwarden_shared::names::{
-    BREAK_GLASS, BREAK_GLASS_LABEL, BREAK_GLASS_LABEL_CREATED, BREAK_GLASS_UNTIL, PRUNE,
-    PRUNE_DISABLED,
+    BREAK_GLASS, BREAK_GLASS_LABEL, BREAK_GLASS_LABEL_CREATED, PRUNE, PRUNE_DISABLED,
 };
+use gitwarden_shared::stamps::Stamps;
 use kube::Client;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{DynamicObject, GroupVersionKind, ObjectMeta};
@@ -68,15 +68,12 @@ impl BreakGlass {
             .collect();
         // A reason without a valid `-until` stamp (or a label without a
         // reason) is no open window: docs/design.md §4.
-        let stamp = |key: &str| {
-            annotations
-                .filter(|_| has_reason)
-                .and_then(|a| a.get(key))
-                .and_then(|t| t.parse().ok())
-        };
+        let until = annotations
+            .filter(|_| has_reason)
+            .and_then(|a| Stamps::of(Some(a)).until());
         Some(BreakGlass {
             keys,
-            until: stamp(BREAK_GLASS_UNTIL),
+            until,
             label,
             created,
         })

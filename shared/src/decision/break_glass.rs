@@ -28,10 +28,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::request::RequestView;
 use super::{BreakGlassGrant, Decision, Reason, Verdict, messages};
-use crate::names::{
-    BREAK_GLASS, BREAK_GLASS_AT, BREAK_GLASS_BY, BREAK_GLASS_TTL, BREAK_GLASS_UNTIL,
-};
+use crate::names::{BREAK_GLASS, BREAK_GLASS_TTL, BREAK_GLASS_UNTIL};
 use crate::policy::{HumanDuration, Policy};
+use crate::stamps::Stamps;
 
 /// How far the `-at` and `-until` stamps that `/mutate` wrote may drift from
 /// what `/validate` would compute: the time between the two calls plus clock
@@ -300,36 +299,5 @@ fn allow(view: &RequestView<'_>, grant: BreakGlassGrant) -> Decision {
         warnings: vec![messages::break_glass_warning(view, &grant)],
         audit: true,
         break_glass: Some(grant),
-    }
-}
-
-/// The three stamp annotations as found on an object.
-#[derive(PartialEq, Eq)]
-struct Stamps<'a> {
-    by: Option<&'a str>,
-    at: Option<&'a str>,
-    until: Option<&'a str>,
-}
-
-impl<'a> Stamps<'a> {
-    fn of(annotations: Option<&'a Annotations>) -> Self {
-        let get = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
-        Self {
-            by: get(BREAK_GLASS_BY),
-            at: get(BREAK_GLASS_AT),
-            until: get(BREAK_GLASS_UNTIL),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.by.is_none() && self.at.is_none() && self.until.is_none()
-    }
-
-    fn at(&self) -> Option<Timestamp> {
-        self.at.and_then(|t| t.parse().ok())
-    }
-
-    fn until(&self) -> Option<Timestamp> {
-        self.until.and_then(|t| t.parse().ok())
     }
 }
