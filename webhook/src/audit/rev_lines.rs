@@ -2,6 +2,13 @@
 //!
 //! Both "newest first" queries and recovering the chain on open only need the
 //! end of a segment that may be 64 MiB long.
+//!
+//! Why not the `rev_lines` crate (0.3): it returns the bytes after the last
+//! newline as a line (recovery must skip them and cut the file where they
+//! start), gives no byte offsets (the cut point, the query's warnings), reads
+//! to the file's current end rather than a length fixed at open, drops a `\r`
+//! before each `\n`, and buffers a newline-less run of any length where this
+//! reader stops at `MAX_LINE`.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
