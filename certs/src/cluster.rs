@@ -47,10 +47,10 @@ use crate::{CertError, CertificateAuthority, ServingCert};
 pub const FIELD_MANAGER: &str = "gitwarden-certs";
 
 /// The Secret the webhook pods mount (see `deploy/base/webhook.yaml`).
-pub const TLS_SECRET: &str = "gitwarden-webhook-tls";
+pub const TLS_SECRET: &str = gitwarden_shared::names::WEBHOOK_TLS_SECRET;
 
 /// The Secret holding the CA key and the bundle.
-pub const CA_SECRET: &str = "gitwarden-webhook-ca";
+pub const CA_SECRET: &str = gitwarden_shared::names::WEBHOOK_CA_SECRET;
 
 /// Common name of the CAs this program creates.
 pub const CA_COMMON_NAME: &str = "gitwarden-webhook-ca";

@@ -99,10 +99,10 @@ struct ClusterArgs {
     #[arg(long = "ip")]
     ips: Vec<IpAddr>,
     /// ValidatingWebhookConfigurations to inject the bundle into (repeatable).
-    #[arg(long = "validating-webhook", default_values_t = ["gitwarden".to_string()])]
+    #[arg(long = "validating-webhook", default_values_t = [gitwarden_shared::names::WEBHOOK_CONFIGURATION.to_string()])]
     validating: Vec<String>,
     /// MutatingWebhookConfigurations to inject the bundle into (repeatable).
-    #[arg(long = "mutating-webhook", default_values_t = ["gitwarden".to_string()])]
+    #[arg(long = "mutating-webhook", default_values_t = [gitwarden_shared::names::WEBHOOK_CONFIGURATION.to_string()])]
     mutating: Vec<String>,
     /// Validity of a new serving certificate (never beyond the CA's).
     #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]

@@ -56,7 +56,7 @@ struct DoctorArgs {
     #[arg(long, default_value = names::AGENT_SERVICE_ACCOUNT)]
     agent_service_account: String,
     /// The name of the Validating- and MutatingWebhookConfiguration.
-    #[arg(long, default_value = "gitwarden")]
+    #[arg(long, default_value = names::WEBHOOK_CONFIGURATION)]
     webhook_configuration: String,
     /// The policy ConfigMap in that namespace.
     #[arg(long, default_value = names::POLICY_CONFIGMAP)]

@@ -22,7 +22,7 @@ use crate::tls;
 use crate::webhook_config::Entry;
 
 /// The Secret holding the serving certificate of the in-cluster webhook.
-pub const TLS_SECRET: &str = "gitwarden-webhook-tls";
+pub use gitwarden_shared::names::WEBHOOK_TLS_SECRET as TLS_SECRET;
 
 /// Where the API server sends admission requests for one or more entries.
 #[derive(Debug, Clone, PartialEq, Eq)]

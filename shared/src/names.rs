@@ -122,6 +122,21 @@ pub const NODES_GROUP: &str = "system:nodes";
 /// keep out of the write path.
 pub const MASTERS_GROUP: &str = "system:masters";
 
+/// The name of gitwarden's Validating- and MutatingWebhookConfiguration
+/// (`deploy/base/webhook-configuration.yaml`); `gitwarden-certs` injects the
+/// CA bundle into it and `gitwarden-doctor` checks it.
+pub const WEBHOOK_CONFIGURATION: &str = "gitwarden";
+
+/// The Secret the webhook pods mount: serving certificate, key and CA
+/// bundle (`deploy/base/webhook.yaml`).
+pub const WEBHOOK_TLS_SECRET: &str = "gitwarden-webhook-tls";
+
+/// The Secret holding the webhook CA's key and the bundle.
+pub const WEBHOOK_CA_SECRET: &str = "gitwarden-webhook-ca";
+
+/// The value of `app.kubernetes.io/name` on every object gitwarden ships.
+pub const APP_NAME: &str = "gitwarden";
+
 #[cfg(test)]
 mod tests {
     use super::*;

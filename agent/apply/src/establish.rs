@@ -8,13 +8,13 @@ use crate::error::SyncError;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::Client;
+use kube::runtime::wait::{await_condition, conditions};
 use std::time::Duration;
-use tokio::time::{Instant, sleep};
-
-/// How often to re-check a CRD's conditions.
-const POLL: Duration = Duration::from_millis(200);
+use tokio::time::Instant;
 
 /// Waits until every CRD in `names` is Established, or `timeout` elapses.
+/// The wait is kube-runtime's watch-based `is_crd_established` condition,
+/// not a poll; on a timeout one read says why (absent, or not yet).
 pub(crate) async fn wait_established(
     client: &Client,
     names: &[String],
@@ -23,33 +23,26 @@ pub(crate) async fn wait_established(
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let deadline = Instant::now() + timeout;
     for name in names {
-        loop {
-            let reason = match api.get_opt(name).await {
-                Ok(Some(crd)) if is_established(&crd) => break,
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let waited = tokio::time::timeout(
+            remaining,
+            await_condition(api.clone(), name, conditions::is_crd_established()),
+        )
+        .await;
+        let reason = match waited {
+            Ok(Ok(_)) => continue,
+            Ok(Err(error)) => format!("watching it: {error}"),
+            Err(_) => match api.get_opt(name).await {
                 Ok(Some(_)) => "not Established yet".to_owned(),
                 Ok(None) => "not found".to_owned(),
                 Err(error) => error.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(SyncError::CrdNotEstablished {
-                    name: name.clone(),
-                    timeout,
-                    reason,
-                });
-            }
-            sleep(POLL).await;
-        }
+            },
+        };
+        return Err(SyncError::CrdNotEstablished {
+            name: name.clone(),
+            timeout,
+            reason,
+        });
     }
     Ok(())
-}
-
-fn is_established(crd: &CustomResourceDefinition) -> bool {
-    crd.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
 }

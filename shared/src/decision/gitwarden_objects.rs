@@ -38,7 +38,7 @@ const RBAC_DEFAULTS: &str = "rbac-defaults";
 /// The label gitwarden's shipped manifests carry.
 const NAME_LABEL: &str = "app.kubernetes.io/name";
 /// Its value on gitwarden's objects.
-const NAME_VALUE: &str = "gitwarden";
+const NAME_VALUE: &str = crate::names::APP_NAME;
 /// The group every service account is in.
 const ALL_SERVICE_ACCOUNTS: &str = "system:serviceaccounts";
 
