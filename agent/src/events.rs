@@ -1,5 +1,9 @@
 //! Kubernetes Events the agent records: where `kubectl describe` and
-//! `kubectl get events` show people what gitwarden did and why.
+//! `kubectl get events` show people what gitwarden did and why: drift healed
+//! and break-glass windows held, reverted or deleted (from the sync loop), and
+//! the admission guard's removals.
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -51,6 +55,185 @@ pub async fn publish(
             reason,
             error = %e,
             "could not record the Event"
+        );
+    }
+}
+
+/// Puts a Warning Event on every object a drift-triggered sync re-applied, so
+/// `kubectl describe` shows that someone changed it outside git and that
+/// gitwarden put it back. Objects reverted because their break-glass window
+/// closed get a `BreakGlassReverted` Event instead.
+pub(crate) async fn record_drift_events(
+    recorder: &kube::runtime::events::Recorder,
+    synced: &crate::pipeline::Synced,
+) {
+    use gitwarden_apply::Action;
+    use kube::runtime::events::EventType;
+    let reverted = &synced.report.break_glass.reverted;
+    for o in synced
+        .report
+        .applied
+        .iter()
+        .filter(|o| matches!(o.action, Action::Configured | Action::Created))
+        .filter(|o| !reverted.contains(&o.object))
+    {
+        let note = format!(
+            "changed outside git; re-applied from git revision {}",
+            synced.commit
+        );
+        publish_on(
+            recorder,
+            &o.object,
+            EventType::Warning,
+            "DriftHealed",
+            "Reapply",
+            note,
+        )
+        .await;
+    }
+}
+
+/// The break-glass windows already announced with a `BreakGlassHeld` Event:
+/// (object, end of window). Only the windows still held are remembered, so
+/// the set stays as small as the number of open windows.
+#[derive(Debug, Default)]
+pub(crate) struct HeldWindows(BTreeSet<(gitwarden_manifests::ObjectRef, jiff::Timestamp)>);
+
+impl HeldWindows {
+    /// The windows of `held` not announced yet; afterwards the set holds
+    /// exactly `held`'s windows.
+    pub(crate) fn new_windows<'a>(
+        &mut self,
+        held: &'a [gitwarden_apply::Held],
+    ) -> Vec<&'a gitwarden_apply::Held> {
+        let now: BTreeSet<_> = held.iter().map(|h| (h.object.clone(), h.until)).collect();
+        let fresh = held
+            .iter()
+            .filter(|h| !self.0.contains(&(h.object.clone(), h.until)))
+            .collect();
+        self.0 = now;
+        fresh
+    }
+}
+
+/// Break-glass Events: `BreakGlassHeld` once per window (not on every sync),
+/// `BreakGlassReverted` when an object in git went back to git after its
+/// window closed, `BreakGlassDeleted` when an object a window created, and
+/// that git does not contain, was deleted. An Event on a deleted object stays
+/// listable in its namespace until it expires.
+pub(crate) async fn record_break_glass_events(
+    recorder: &kube::runtime::events::Recorder,
+    synced: &crate::pipeline::Synced,
+    announced: &mut HeldWindows,
+) {
+    use kube::runtime::events::EventType;
+    let report = &synced.report.break_glass;
+    for held in announced.new_windows(&report.held) {
+        let note = if held.in_git {
+            format!(
+                "break-glass change left alone until {}; then reverted to git",
+                held.until
+            )
+        } else {
+            format!(
+                "created or changed under break-glass, not in git; left alone until {}, then deleted if the window created it",
+                held.until
+            )
+        };
+        publish_on(
+            recorder,
+            &held.object,
+            EventType::Warning,
+            "BreakGlassHeld",
+            "Hold",
+            note,
+        )
+        .await;
+    }
+    for object in &report.reverted {
+        let note = format!(
+            "break-glass window closed; reverted to git revision {} and the break-glass stamps removed",
+            synced.commit
+        );
+        publish_on(
+            recorder,
+            object,
+            EventType::Normal,
+            "BreakGlassReverted",
+            "Revert",
+            note,
+        )
+        .await;
+    }
+    for object in &report.deleted {
+        let note =
+            "break-glass window closed; created under break-glass and not in git, so deleted"
+                .to_owned();
+        publish_on(
+            recorder,
+            object,
+            EventType::Normal,
+            "BreakGlassDeleted",
+            "Delete",
+            note,
+        )
+        .await;
+    }
+}
+
+/// Records one Event on an object of git.
+async fn publish_on(
+    recorder: &kube::runtime::events::Recorder,
+    object: &gitwarden_manifests::ObjectRef,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    publish(
+        recorder,
+        &crate::events::reference(object),
+        type_,
+        reason,
+        action,
+        note,
+    )
+    .await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use kube::core::GroupVersionKind;
+
+    #[test]
+    fn a_held_window_is_announced_once_and_again_when_a_new_window_opens() {
+        let object = gitwarden_manifests::ObjectRef::new(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            Some("shop"),
+            "hotfix",
+        );
+        let held = |until: &str| gitwarden_apply::Held {
+            object: object.clone(),
+            until: until.parse().expect("a test timestamp"),
+            in_git: false,
+        };
+        let mut announced = HeldWindows::default();
+        let first = [held("2026-11-23T06:05:00Z")];
+        assert_eq!(announced.new_windows(&first).len(), 1);
+        assert_eq!(
+            announced.new_windows(&first).len(),
+            0,
+            "same window, next sync"
+        );
+        let second = [held("2026-11-23T07:00:00Z")];
+        assert_eq!(announced.new_windows(&second).len(), 1, "a new window");
+        assert_eq!(announced.new_windows(&[]).len(), 0);
+        assert_eq!(
+            announced.new_windows(&second).len(),
+            1,
+            "forgotten once closed"
         );
     }
 }

@@ -5,6 +5,7 @@
 
 mod admission_guard;
 mod cli;
+mod drift;
 mod events;
 mod leader_report;
 mod pipeline;
