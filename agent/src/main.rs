@@ -21,6 +21,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use gitwarden_apply::{Action, Diff, RequestCounter};
 
+use gitwarden_agent::standby::Standing;
+
 use crate::cli::{Cli, Command, CommonArgs, Output, RunArgs};
 use crate::pipeline::{Pipeline, Synced};
 
@@ -271,78 +273,82 @@ async fn print_status(url: &str) -> anyhow::Result<()> {
         .error_for_status()?
         .text()
         .await?;
-    let s: serde_json::Value = serde_json::from_str(&body)?;
-    let field = |k: &str| s[k].as_str().unwrap_or("-").to_string();
-    println!("role:          {}", field("role"));
-    println!("source:        {}", field("source"));
-    println!("revision:      {}", field("revision"));
-    println!("signed by:     {}", field("verifiedSigner"));
-    println!("last attempt:  {}", field("lastAttempt"));
-    println!("last success:  {}", field("lastSuccess"));
-    println!("drift healed:  {}", s["driftHealed"]);
-    let election = &s["leaderElection"];
-    match election["state"].as_str() {
-        Some("stuck") => println!(
-            "leader:        STUCK: {}",
-            election["message"].as_str().unwrap_or("-")
+    let s: status::Status = serde_json::from_str(&body)
+        .context("reading the agent's /status (a different version?)")?;
+    let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    println!("role:          {}", s.role);
+    println!("source:        {}", s.source);
+    println!("revision:      {}", or_dash(&s.revision));
+    println!("signed by:     {}", or_dash(&s.verified_signer));
+    println!("last attempt:  {}", or_dash(&s.last_attempt));
+    println!("last success:  {}", or_dash(&s.last_success));
+    println!("drift healed:  {}", s.drift_healed);
+    match &s.leader_election {
+        Standing::Stuck { message, .. } => println!("leader:        STUCK: {message}"),
+        Standing::Waiting {
+            holder,
+            waiting_since,
+        } => println!(
+            "leader:        waiting for {} (since {waiting_since})",
+            holder.as_ref().map_or("?", |h| h.identity.as_str())
         ),
-        Some("waiting") => println!(
-            "leader:        waiting for {} (since {})",
-            election["holder"]["identity"].as_str().unwrap_or("?"),
-            election["waitingSince"].as_str().unwrap_or("?")
-        ),
-        Some(state) => println!("leader:        {state}"),
-        None => {}
+        Standing::Leading => println!("leader:        leading"),
+        Standing::Starting => println!("leader:        starting"),
     }
+    let guard = match s.admission_guard.state {
+        status::GuardState::Off => "off",
+        status::GuardState::Waiting => "waiting",
+        status::GuardState::Armed => "armed",
+    };
     println!(
-        "admission:     guard {}, {} object(s) outside git removed since start",
-        s["admissionGuard"]["state"].as_str().unwrap_or("-"),
-        s["admissionObjectsRemoved"]
+        "admission:     guard {guard}, {} object(s) outside git removed since start",
+        s.admission_objects_removed
     );
-    for r in s["admissionRefusals"].as_array().into_iter().flatten() {
+    for r in &s.admission_refusals {
         println!(
-            "  refused     {} by {} {}: {}",
-            r["object"].as_str().unwrap_or("?"),
-            r["refusedBy"]["type"].as_str().unwrap_or("?"),
-            r["refusedBy"]["name"]
-                .as_str()
-                .or(r["refusedBy"]["policy"].as_str())
-                .unwrap_or("?"),
-            r["message"].as_str().unwrap_or("")
+            "  refused     {} by {}: {}",
+            r.object, r.refused_by, r.message
         );
     }
     println!(
         "break-glass:   {} held, {} reverted, {} deleted since start",
-        s["lastReport"]["breakGlass"]["held"]
-            .as_array()
-            .map_or(0, Vec::len),
-        s["breakGlassReverted"],
-        s["breakGlassDeleted"]
+        s.last_report
+            .as_ref()
+            .map_or(0, |report| report.break_glass.held.len()),
+        s.break_glass_reverted,
+        s.break_glass_deleted
     );
-    if let Some(report) = s.get("lastReport").filter(|r| !r.is_null()) {
-        let applied = report["applied"].as_array().map(Vec::len).unwrap_or(0);
+    if let Some(report) = &s.last_report {
         println!(
-            "objects:       {applied} (pruned {}, writes {})",
-            report["pruned"].as_array().map(Vec::len).unwrap_or(0),
-            report["writeRequests"]
+            "objects:       {} (pruned {}, writes {})",
+            report.applied.len(),
+            report.pruned.len(),
+            report.write_requests
         );
-        for o in report["applied"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|o| o["action"] != "unchanged")
+        for o in report
+            .applied
+            .iter()
+            .filter(|o| o.action != Action::Unchanged)
         {
-            println!(
-                "  {:<11} {}",
-                o["action"].as_str().unwrap_or("?"),
-                o["object"].as_str().unwrap_or("?")
-            );
+            println!("  {:<11} {}", action_word(&o.action), o.object);
         }
     }
-    if let Some(error) = s["error"].as_str() {
+    if let Some(error) = &s.error {
         println!("error:         {error}");
     }
     Ok(())
+}
+
+/// The word `/status` uses for an object's action.
+fn action_word(action: &Action) -> &'static str {
+    use gitwarden_apply::Action;
+    match action {
+        Action::Created => "created",
+        Action::Configured => "configured",
+        Action::Unchanged => "unchanged",
+        Action::Failed(_) => "failed",
+        Action::BreakGlass(_) => "breakGlass",
+    }
 }
 
 fn print_sync(synced: &Synced, output: Output) {

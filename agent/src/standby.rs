@@ -32,7 +32,7 @@ pub enum Election {
 }
 
 /// The Lease's holder as a standby sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Holder {
     /// `holderIdentity`.
@@ -47,7 +47,7 @@ pub struct Holder {
 }
 
 /// Why a standby is stuck rather than waiting for a healthy leader.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum StuckReason {
     /// The holder does not renew, yet its Lease has not expired: it claims
@@ -67,7 +67,7 @@ pub enum StuckReason {
 }
 
 /// Where this replica stands in the election, as `/status` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum Standing {
     /// No attempt finished yet.

@@ -41,7 +41,7 @@ impl std::fmt::Display for Role {
 }
 
 /// The agent's status document.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// What this replica is doing.
@@ -90,7 +90,7 @@ pub struct Status {
 pub const RECENT_REMOVALS: usize = 20;
 
 /// One object of git refused by an admission plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefusalReport {
     /// The object.
@@ -106,7 +106,7 @@ pub struct RefusalReport {
 }
 
 /// Which of the agent's requests an admission plugin refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RefusalStage {
     /// The whole-revision server-side dry-run: nothing of the revision was applied.
@@ -116,7 +116,7 @@ pub enum RefusalStage {
 }
 
 /// One admission object the agent deleted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Removal {
     /// Its kind.
@@ -132,7 +132,7 @@ pub struct Removal {
 }
 
 /// What became of a removal's audit record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AuditFate {
     /// Queued for the webhook's audit log (delivered with retries).
@@ -144,7 +144,7 @@ pub enum AuditFate {
 }
 
 /// The admission-chain guard's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GuardStatus {
     /// `off` (disabled or not leading), `waiting` (not yet knowing git or
@@ -157,7 +157,7 @@ pub struct GuardStatus {
 }
 
 /// See [`GuardStatus::state`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum GuardState {
     /// Disabled, or this replica does not lead.

@@ -172,3 +172,36 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
     );
     assert!(synced(&second, &commit).await, "{}", second.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitwarden_agent_status_reads_a_running_agents_status_as_typed_fields() {
+    let s = AgentSetup::new("run-status").await;
+    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    assert!(
+        synced(&agent, &commit).await,
+        "first sync did not finish:\n{}",
+        agent.log()
+    );
+    let out =
+        std::process::Command::new(gitwarden_tests::binaries::binary("gitwarden-agent").unwrap())
+            .args(["status", "--url", &agent.url])
+            .output()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("role:          leader"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("revision:      {commit}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("created"),
+        "the applied ConfigMap is listed: {stdout}"
+    );
+    assert!(!stdout.contains("error:"), "{stdout}");
+}
