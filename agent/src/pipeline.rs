@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use gitwarden_agent::admission_chain::GitObjects;
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
-use gitwarden_manifests::{LoadErrors, ManifestFile, ManifestSet, load};
+use gitwarden_manifests::{LoadErrors, ManifestFile, ResolvedSet, load};
 use gitwarden_source::{FetchedRevision, Source, SourceError, SourceSpec};
 
 /// Where a sync stopped.
@@ -45,9 +45,9 @@ pub enum PipelineError {
 }
 
 /// The apply bodies of the revision's admission-configuration objects.
-fn admission_bodies(set: &ManifestSet) -> Vec<(gitwarden_manifests::ObjectRef, serde_json::Value)> {
+fn admission_bodies(set: &ResolvedSet) -> Vec<(gitwarden_manifests::ObjectRef, serde_json::Value)> {
     use gitwarden_agent::admission_chain::{ADMISSION_GROUP, AdmissionKind};
-    set.manifests
+    set.manifests()
         .iter()
         .filter(|m| {
             m.gvk.group == ADMISSION_GROUP && AdmissionKind::from_kind(&m.gvk.kind).is_some()
@@ -142,7 +142,7 @@ impl Pipeline {
     pub async fn manifests(
         &self,
         revision: &FetchedRevision,
-    ) -> Result<ManifestSet, PipelineError> {
+    ) -> Result<ResolvedSet, PipelineError> {
         let files: Vec<ManifestFile<'_>> = revision
             .files
             .iter()
@@ -155,11 +155,10 @@ impl Pipeline {
             revision: revision.commit.clone(),
             errors,
         };
-        let mut set = load(&files).map_err(invalid)?;
+        let set = load(&files).map_err(invalid)?;
         self.applier.discovery().refresh().await?;
         set.resolve_namespaces(self.applier.discovery().as_ref(), &self.default_namespace)
-            .map_err(invalid)?;
-        Ok(set)
+            .map_err(invalid)
     }
 
     /// Fetch, load, apply and prune once.
@@ -206,7 +205,7 @@ impl Pipeline {
     /// Waits (bounded) for the workloads this sync created or changed to be
     /// ready, and says which are not: an apply that the API server accepted
     /// can still be a rollout that never becomes available.
-    async fn workload_health(&self, set: &ManifestSet, report: &SyncReport) -> Vec<WorkloadHealth> {
+    async fn workload_health(&self, set: &ResolvedSet, report: &SyncReport) -> Vec<WorkloadHealth> {
         use gitwarden_agent::health::{HealthRef, wait_for_health};
         const WORKLOADS: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "Job"];
         if self.health_timeout.is_zero() {
@@ -224,7 +223,7 @@ impl Pipeline {
             .map(|o| o.object.clone())
             .collect();
         let refs: Vec<HealthRef> = set
-            .manifests
+            .manifests()
             .iter()
             .filter(|m| {
                 WORKLOADS.contains(&m.gvk.kind.as_str()) && changed.contains(&m.object_ref())

@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         _ => "apps/README.md",
     };
     let files = [ManifestFile { path, content }];
-    let mut set = match load(&files) {
+    let set = match load(&files) {
         Ok(set) => set,
         Err(errors) => {
             assert!(!errors.is_empty(), "load failed without saying why");
@@ -67,9 +67,9 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("{text:?} does not parse back: {e}"));
         assert_eq!(parsed, reference, "{text:?}");
     }
-    if set.resolve_namespaces(&*DISCOVERY, "default").is_err() {
+    let Ok(set) = set.resolve_namespaces(&*DISCOVERY, "default") else {
         return;
-    }
+    };
     for phase in set.apply_order() {
         for manifest in phase {
             let body = prepare_for_apply(manifest);

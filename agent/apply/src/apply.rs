@@ -14,7 +14,7 @@ use crate::refusal::AdmissionRefusal;
 use crate::report::{Action, BreakGlassReport, Held, ObjectResult, SyncReport};
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
-use gitwarden_manifests::{ManifestSet, ObjectRef, Phase};
+use gitwarden_manifests::{ObjectRef, Phase, ResolvedSet};
 use gitwarden_shared::names::{FIELD_MANAGER, SYSTEM_NAMESPACE};
 use kube::Client;
 use kube::api::{Patch, PatchParams};
@@ -100,7 +100,8 @@ impl Applier {
         }
     }
 
-    /// The discovery cache, for [`ManifestSet::resolve_namespaces`].
+    /// The discovery cache, for
+    /// [`ManifestSet::resolve_namespaces`](gitwarden_manifests::ManifestSet::resolve_namespaces).
     pub fn discovery(&self) -> &Arc<Discovery> {
         &self.discovery
     }
@@ -120,7 +121,14 @@ impl Applier {
     }
 
     /// Syncs the cluster to `set`, the manifests of `revision` (namespaces
-    /// already resolved with [`Self::discovery`]).
+    /// already resolved with [`Self::discovery`]: only a
+    /// [`ResolvedSet`] can be synced, a loaded set does not compile).
+    ///
+    /// ```compile_fail
+    /// # async fn unresolved(applier: &gitwarden_apply::Applier, set: gitwarden_manifests::ManifestSet) {
+    /// let _ = applier.sync(&set, "rev").await;
+    /// # }
+    /// ```
     ///
     /// 1. Reads the inventory and each object's live metadata; an object
     ///    whose manifest hash matches the inventory and that nobody changed
@@ -149,12 +157,12 @@ impl Applier {
     ///
     /// A failed apply of one object is reported in its [`ObjectResult`] and
     /// does not stop the others.
-    pub async fn sync(&self, set: &ManifestSet, revision: &str) -> Result<SyncReport, SyncError> {
+    pub async fn sync(&self, set: &ResolvedSet, revision: &str) -> Result<SyncReport, SyncError> {
         let span = info_span!("sync", revision, objects = set.len());
         self.sync_inner(set, revision).instrument(span).await
     }
 
-    async fn sync_inner(&self, set: &ManifestSet, revision: &str) -> Result<SyncReport, SyncError> {
+    async fn sync_inner(&self, set: &ResolvedSet, revision: &str) -> Result<SyncReport, SyncError> {
         let started = std::time::Instant::now();
         let ctx = self.context();
         let (previous, stored) = self.inventory.load().await?;

@@ -9,7 +9,7 @@ use crate::apply::Applier;
 use crate::dry_run::{dry_run_one, message};
 use crate::error::{ObjectError, SyncError};
 use crate::prune::{candidates, refusal};
-use gitwarden_manifests::{Location, ManifestSet, ObjectRef};
+use gitwarden_manifests::{Location, ObjectRef, ResolvedSet};
 use gitwarden_shared::names::prune_disabled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,13 +86,13 @@ fn normalise(mut object: Value) -> Value {
 
 /// Computes what syncing `set` would create, change and prune. Sends only
 /// reads and server-side dry-runs: nothing is persisted.
-pub async fn diff(applier: &Applier, set: &ManifestSet) -> Result<Diff, SyncError> {
+pub async fn diff(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncError> {
     diff_inner(applier, set)
         .instrument(info_span!("diff", objects = set.len()))
         .await
 }
 
-async fn diff_inner(applier: &Applier, set: &ManifestSet) -> Result<Diff, SyncError> {
+async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncError> {
     let ctx = applier.context();
     let client = &applier.client;
     let mut result = Diff {
@@ -179,7 +179,7 @@ async fn diff_inner(applier: &Applier, set: &ManifestSet) -> Result<Diff, SyncEr
 
 impl Applier {
     /// What [`Applier::sync`] would do with `set`; see [`diff`].
-    pub async fn diff(&self, set: &ManifestSet) -> Result<Diff, SyncError> {
+    pub async fn diff(&self, set: &ResolvedSet) -> Result<Diff, SyncError> {
         diff(self, set).await
     }
 }

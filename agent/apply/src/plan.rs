@@ -11,7 +11,7 @@ use crate::fingerprint::fields_fingerprint;
 use crate::inventory::InventoryEntry;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
-use gitwarden_manifests::{Manifest, ManifestSet, Scope};
+use gitwarden_manifests::{Manifest, ResolvedSet, Scope};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta};
 use std::collections::{HashMap, HashSet};
@@ -106,15 +106,15 @@ pub(crate) async fn plan<'a>(
     ctx: &SyncContext,
     client: &Client,
     discovery: &Discovery,
-    set: &'a ManifestSet,
+    set: &'a ResolvedSet,
 ) -> Result<Vec<Planned<'a>>, SyncError> {
     let resolved: Vec<Option<Resolved>> = set
-        .manifests
+        .manifests()
         .iter()
         .map(|manifest| discovery.resolve(&manifest.gvk))
         .collect();
     let keys: Vec<Option<ListKey<'_>>> = set
-        .manifests
+        .manifests()
         .iter()
         .zip(&resolved)
         .map(|(manifest, resolved)| resolved.as_ref().map(|r| list_key(r, manifest)))
@@ -141,7 +141,7 @@ pub(crate) async fn plan<'a>(
     .await;
 
     let known: Vec<Option<Live>> = set
-        .manifests
+        .manifests()
         .iter()
         .zip(&keys)
         .map(|(manifest, key)| match key {
@@ -154,8 +154,8 @@ pub(crate) async fn plan<'a>(
     drop(listed);
     drop(keys);
 
-    let mut planned = Vec::with_capacity(set.manifests.len());
-    let mut stream = futures::stream::iter(set.manifests.iter().zip(resolved).zip(known))
+    let mut planned = Vec::with_capacity(set.manifests().len());
+    let mut stream = futures::stream::iter(set.manifests().iter().zip(resolved).zip(known))
         .map(|((manifest, resolved), known)| async move {
             let live = match (known, &resolved) {
                 (Some(live), _) => live,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use gitwarden_apply::{
     Action, Applier, ApplyConfig, Discovery, PrunePolicy, RequestCounter, SyncError, SyncReport,
 };
-use gitwarden_manifests::{ManifestFile, ManifestSet};
+use gitwarden_manifests::{ManifestFile, ResolvedSet};
 use gitwarden_tests::{Identity, TestCluster, TestNamespace};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams};
@@ -59,7 +59,7 @@ async fn env(prefix: &str) -> Result<Env> {
 }
 
 /// Loads YAML files as the agent would, namespaces defaulted to `ns`.
-fn load(files: &[(&str, String)], discovery: &Discovery, ns: &str) -> Result<ManifestSet> {
+fn load(files: &[(&str, String)], discovery: &Discovery, ns: &str) -> Result<ResolvedSet> {
     let files: Vec<ManifestFile<'_>> = files
         .iter()
         .map(|(path, content)| ManifestFile {
@@ -67,10 +67,10 @@ fn load(files: &[(&str, String)], discovery: &Discovery, ns: &str) -> Result<Man
             content: content.as_bytes(),
         })
         .collect();
-    let mut set = gitwarden_manifests::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
-    set.resolve_namespaces(discovery, ns)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(set)
+    gitwarden_manifests::load(&files)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .resolve_namespaces(discovery, ns)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn config_map(name: &str, value: &str) -> String {
@@ -263,7 +263,7 @@ async fn first_sync_applies_every_kind_then_a_noop_resync_writes_nothing() -> Re
             ..ApplyConfig::default()
         },
     );
-    let report = cleanup.sync(&ManifestSet::default(), "rev-empty").await?;
+    let report = cleanup.sync(&ResolvedSet::default(), "rev-empty").await?;
     assert_eq!(report.pruned.len(), 8, "{report:#?}");
     Ok(())
 }

@@ -4,23 +4,11 @@
 //! cannot know the new kind yet, so the revision's own CRDs say its scope and
 //! place its objects after the CRD in the apply order.
 
-use crate::error::LoadError;
+use crate::kind::{Scope, is_crd};
 use crate::location::Location;
-use crate::manifest::Manifest;
-use crate::scope::Scope;
 use kube::core::GroupVersionKind;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
-
-/// The API group of CustomResourceDefinitions.
-pub(crate) const CRD_GROUP: &str = "apiextensions.k8s.io";
-/// The kind of CustomResourceDefinitions.
-pub(crate) const CRD_KIND: &str = "CustomResourceDefinition";
-
-/// Whether a group and kind are CustomResourceDefinition's.
-pub(crate) fn is_crd(group: &str, kind: &str) -> bool {
-    group == CRD_GROUP && kind == CRD_KIND
-}
+use std::collections::HashSet;
 
 /// What a CustomResourceDefinition of the revision defines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,16 +31,19 @@ pub struct CrdInfo {
 }
 
 impl CrdInfo {
-    /// Reads a CRD manifest; the messages say what is missing or malformed.
-    pub(crate) fn parse(manifest: &Manifest) -> Result<Self, Vec<String>> {
-        let spec = manifest.field("spec");
-        let spec = spec.as_ref();
+    /// Reads a CRD from its parts: its `metadata.name`, where it is written
+    /// and its `spec`. The messages say what is missing or malformed.
+    pub(crate) fn parse(
+        name: &str,
+        location: &Location,
+        spec: Option<&Value>,
+    ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
-        let mut text = |path: &[&str], name: &str| -> String {
+        let mut text = |path: &[&str], field: &str| -> String {
             match lookup(spec, path).and_then(Value::as_str) {
                 Some(value) if !value.is_empty() => value.to_owned(),
                 _ => {
-                    problems.push(format!("{name} is missing or not a string"));
+                    problems.push(format!("{field} is missing or not a string"));
                     String::new()
                 }
             }
@@ -85,17 +76,16 @@ impl CrdInfo {
         if versions.is_empty() {
             problems.push("spec.versions must list at least one version with a name".to_owned());
         }
-        if !group.is_empty() && !plural.is_empty() && manifest.name != format!("{plural}.{group}") {
+        if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
             problems.push(format!(
                 "a CustomResourceDefinition must be named <spec.names.plural>.<spec.group> \
-                 ({plural}.{group}), not {:?}",
-                manifest.name
+                 ({plural}.{group}), not {name:?}"
             ));
         }
         if problems.is_empty() {
             Ok(Self {
-                name: manifest.name.clone(),
-                location: manifest.location.clone(),
+                name: name.to_owned(),
+                location: location.clone(),
                 group,
                 kind,
                 plural,
@@ -145,36 +135,4 @@ pub(crate) fn defined_kinds<'a>(
             Some((group.to_owned(), kind.to_owned()))
         })
         .collect()
-}
-
-/// Problems with the revision's CRDs: malformed ones, and two CRDs defining
-/// the same kind (the API server would accept only one of them).
-pub(crate) fn check(manifests: &[Manifest]) -> Vec<LoadError> {
-    let mut errors = Vec::new();
-    let mut seen: HashMap<(String, String), Location> = HashMap::new();
-    for manifest in manifests.iter().filter(|m| m.is_crd()) {
-        match CrdInfo::parse(manifest) {
-            Ok(info) => {
-                let key = (info.group.clone(), info.kind.clone());
-                if let Some(first) = seen.get(&key) {
-                    errors.push(LoadError::new(
-                        manifest.location.clone(),
-                        format!(
-                            "kind {} of group {} is also defined by the CustomResourceDefinition at {first}",
-                            info.kind, info.group
-                        ),
-                    ));
-                } else {
-                    seen.insert(key, manifest.location.clone());
-                }
-            }
-            Err(problems) => errors.extend(problems.into_iter().map(|problem| {
-                LoadError::new(
-                    manifest.location.clone(),
-                    format!("CustomResourceDefinition {}: {problem}", manifest.name),
-                )
-            })),
-        }
-    }
-    errors
 }

@@ -4,8 +4,8 @@
 //! too; each object is located at the line where it starts.
 
 use crate::error::LoadError;
-use crate::load::ParsedDocument;
 use crate::location::{Location, json_item_offsets, line_of_offset};
+use crate::raw::ParsedDocument;
 use serde_json::Value;
 
 /// Parses the JSON file `path` (already valid UTF-8), pushing objects to

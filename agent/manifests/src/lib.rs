@@ -4,34 +4,42 @@
 //! returns every object ([`ManifestSet`]) or every problem with a `file:line`
 //! ([`LoadErrors`]), never part of a revision. Then
 //! [`ManifestSet::resolve_namespaces`] fixes each object's namespace from the
-//! kind's scope, [`ManifestSet::apply_order`] says in which phases to apply,
+//! kind's scope and returns a [`ResolvedSet`], the only set the apply engine
+//! takes; [`ResolvedSet::apply_order`] says in which phases to apply,
 //! [`prepare_for_apply`] gives the server-side-apply body, and
 //! [`prune_order`] orders what left git for deletion. No cluster access
 //! happens here: discovery comes in through [`ScopeLookup`].
 
+// The module graph is acyclic. From the leaves up (each layer uses only the
+// layers before it): documents, kind, location, object_ref; crd, error;
+// manifest, raw; json, yaml, order, prepare, set, validate; resolve; load.
 mod crd;
 mod documents;
 mod error;
 mod json;
+mod kind;
 mod load;
 mod location;
 mod manifest;
 mod object_ref;
 mod order;
 mod prepare;
-mod scope;
+mod raw;
+mod resolve;
+mod set;
 mod validate;
 mod yaml;
 
 pub use crd::CrdInfo;
 pub use error::{LoadError, LoadErrors};
+pub use kind::{Scope, ScopeLookup};
 pub use load::{ManifestFile, load};
 pub use location::Location;
-pub use manifest::{Manifest, ManifestSet};
+pub use manifest::Manifest;
 pub use object_ref::{ObjectRef, ParseObjectRefError};
 pub use order::{Phase, phase_of, prune_order};
 pub use prepare::prepare_for_apply;
-pub use scope::{Scope, ScopeLookup};
+pub use set::{ManifestSet, ResolvedSet};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,8 @@
 use crate::crd;
 use crate::error::{LoadError, LoadErrors};
 use crate::location::Location;
-use crate::manifest::ManifestSet;
+use crate::raw::{ParsedDocument, RawObject};
+use crate::set::ManifestSet;
 use crate::validate;
 use serde_json::Value;
 
@@ -21,38 +22,6 @@ pub struct ManifestFile<'a> {
     pub content: &'a [u8],
 }
 
-/// A parsed document before validation: where it starts, its value, and where
-/// the entries of its `items` start (when it is a List and they could be found).
-pub(crate) struct ParsedDocument {
-    pub location: Location,
-    pub value: Value,
-    /// File lines of the `items` entries; only trusted when it counts as many
-    /// entries as the value has.
-    pub item_lines: Vec<usize>,
-}
-
-/// One object to validate: a document, or an item of a List.
-pub(crate) struct RawObject {
-    pub location: Location,
-    /// `items[3]` (or `items[1].items[0]`) for a List item, empty otherwise;
-    /// prefixed to messages so an item in a List without per-item lines can
-    /// still be found.
-    pub context: String,
-    pub value: Value,
-}
-
-impl RawObject {
-    /// An error about this object, with its context.
-    pub(crate) fn error(&self, message: impl std::fmt::Display) -> LoadError {
-        let message = if self.context.is_empty() {
-            message.to_string()
-        } else {
-            format!("{}: {message}", self.context)
-        };
-        LoadError::new(self.location.clone(), message)
-    }
-}
-
 /// How deep Lists may nest; a bound so a hostile file cannot recurse forever.
 const MAX_LIST_DEPTH: usize = 8;
 
@@ -63,7 +32,8 @@ const MAX_LIST_DEPTH: usize = 8;
 /// `apiVersion`/`kind`/`metadata.name`, `generateName`, invalid names,
 /// malformed CustomResourceDefinitions and duplicate objects. Only a revision
 /// without any problem yields a [`ManifestSet`]; namespaces are as written
-/// until [`ManifestSet::resolve_namespaces`] runs.
+/// until [`ManifestSet::resolve_namespaces`] turns it into a
+/// [`ResolvedSet`](crate::set::ResolvedSet), the only set the agent applies.
 pub fn load(files: &[ManifestFile<'_>]) -> Result<ManifestSet, LoadErrors> {
     let mut errors = Vec::new();
     let mut documents = Vec::new();
@@ -97,7 +67,7 @@ pub fn load(files: &[ManifestFile<'_>]) -> Result<ManifestSet, LoadErrors> {
             Err(mut found) => errors.append(&mut found),
         }
     }
-    errors.extend(crd::check(&manifests));
+    errors.extend(validate::crds(&manifests));
     errors.extend(validate::duplicates(
         manifests.iter().map(|m| (m.object_ref(), &m.location)),
     ));

@@ -1,9 +1,9 @@
-//! The loaded objects of one revision.
+//! One object of a revision.
 
-use crate::crd::{self, CrdInfo};
+use crate::crd::CrdInfo;
+use crate::kind::{self, Scope};
 use crate::location::Location;
 use crate::object_ref::ObjectRef;
-use crate::scope::Scope;
 
 use kube::core::{GroupVersionKind, ObjectMeta};
 use serde_json::value::RawValue;
@@ -34,11 +34,12 @@ pub struct Manifest {
     pub gvk: GroupVersionKind,
     /// `metadata.name` (always present: gitwarden refuses `generateName`).
     pub name: String,
-    /// `metadata.namespace`: as written after load (an empty string counts as
-    /// absent), the resolved one after [`ManifestSet::resolve_namespaces`]
-    /// (`None` then means cluster-scoped).
+    /// `metadata.namespace`: as written in a loaded `ManifestSet` (an empty
+    /// string counts as absent), the resolved one in a `ResolvedSet` (`None`
+    /// then means cluster-scoped).
     pub namespace: Option<String>,
-    /// The kind's scope, `None` until [`ManifestSet::resolve_namespaces`] ran.
+    /// The kind's scope: `None` in a loaded `ManifestSet`, always `Some` in a
+    /// `ResolvedSet`.
     pub scope: Option<Scope>,
 }
 
@@ -104,59 +105,17 @@ impl Manifest {
     /// Whether this is a CustomResourceDefinition: the agent must wait for it
     /// to be Established before applying its custom resources.
     pub fn is_crd(&self) -> bool {
-        crd::is_crd(&self.gvk.group, &self.gvk.kind)
+        kind::is_crd(&self.gvk.group, &self.gvk.kind)
+    }
+
+    /// What this CustomResourceDefinition defines, or what is missing or
+    /// malformed in it (meaningful only when [`Manifest::is_crd`]).
+    pub(crate) fn crd_info(&self) -> Result<CrdInfo, Vec<String>> {
+        CrdInfo::parse(&self.name, &self.location, self.field("spec").as_ref())
     }
 
     /// Whether this is a Namespace.
     pub fn is_namespace(&self) -> bool {
         self.gvk.group.is_empty() && self.gvk.kind == "Namespace"
-    }
-}
-
-/// Every object of one revision, in file and document order.
-///
-/// Produced only by [`crate::load`], so every manifest in it is valid and no
-/// two address the same object.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ManifestSet {
-    /// The objects, in the order the files and documents were given.
-    pub manifests: Vec<Manifest>,
-}
-
-impl ManifestSet {
-    /// The CustomResourceDefinitions of the revision and the kinds they
-    /// define, so the agent knows which CRDs to wait for (Established) and
-    /// scope resolution knows kinds discovery has not seen yet.
-    pub fn crds(&self) -> Vec<CrdInfo> {
-        self.manifests
-            .iter()
-            .filter(|manifest| manifest.is_crd())
-            .filter_map(|manifest| CrdInfo::parse(manifest).ok())
-            .collect()
-    }
-
-    /// The Namespaces the revision declares, so the agent can tell which
-    /// namespaces git creates (and must apply first).
-    pub fn namespaces(&self) -> Vec<&Manifest> {
-        self.manifests
-            .iter()
-            .filter(|manifest| manifest.is_namespace())
-            .collect()
-    }
-
-    /// The identities of every object, for the agent's inventory and prune.
-    pub fn object_refs(&self) -> Vec<ObjectRef> {
-        self.manifests.iter().map(Manifest::object_ref).collect()
-    }
-
-    /// How many objects the revision has.
-    pub fn len(&self) -> usize {
-        self.manifests.len()
-    }
-
-    /// Whether the revision has no objects (the agent may want to refuse
-    /// that, as it would prune everything).
-    pub fn is_empty(&self) -> bool {
-        self.manifests.is_empty()
     }
 }

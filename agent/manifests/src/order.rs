@@ -8,10 +8,10 @@
 //! Established) before starting the next, and may apply a phase's objects
 //! concurrently. Pruning runs the same order backwards.
 
-use crate::crd::{CRD_GROUP, CRD_KIND};
-use crate::manifest::{Manifest, ManifestSet};
+use crate::crd::CrdInfo;
+use crate::kind::{is_builtin_group, is_crd};
+use crate::manifest::Manifest;
 use crate::object_ref::ObjectRef;
-use crate::validate::is_builtin_group;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -94,7 +94,7 @@ const WEBHOOK_ORDER: &[&str] = &[
 /// `defined_in_revision` says a CRD of the revision defines the kind, which
 /// makes it a custom resource whatever its group.
 fn classify(group: &str, kind: &str, defined_in_revision: bool) -> (Phase, usize) {
-    if group == CRD_GROUP && kind == CRD_KIND {
+    if is_crd(group, kind) {
         return (Phase::CustomResourceDefinitions, 0);
     }
     if defined_in_revision || !is_builtin_group(group) {
@@ -125,49 +125,38 @@ fn compare(a: (usize, &ObjectRef), b: (usize, &ObjectRef)) -> Ordering {
     a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
 }
 
-impl ManifestSet {
-    /// The objects grouped by [`Phase`], in apply order, empty phases left
-    /// out; each phase sorted deterministically (kind rank, group, kind,
-    /// namespace, name).
-    pub fn apply_phases(&self) -> Vec<(Phase, Vec<&Manifest>)> {
-        let crd_kinds: HashSet<(String, String)> = self
-            .crds()
-            .into_iter()
-            .map(|crd| (crd.group, crd.kind))
-            .collect();
-        let mut keyed: Vec<((Phase, usize), ObjectRef, &Manifest)> = self
-            .manifests
-            .iter()
-            .map(|manifest| {
-                let defined =
-                    crd_kinds.contains(&(manifest.gvk.group.clone(), manifest.gvk.kind.clone()));
-                let class = classify(&manifest.gvk.group, &manifest.gvk.kind, defined);
-                (class, manifest.object_ref(), manifest)
-            })
-            .collect();
-        keyed.sort_by(|a, b| {
-            a.0.0
-                .cmp(&b.0.0)
-                .then_with(|| compare((a.0.1, &a.1), (b.0.1, &b.1)))
-        });
-        let mut phases: Vec<(Phase, Vec<&Manifest>)> = Vec::new();
-        for ((phase, _), _, manifest) in keyed {
-            match phases.last_mut() {
-                Some((last, manifests)) if *last == phase => manifests.push(manifest),
-                _ => phases.push((phase, vec![manifest])),
-            }
+/// `manifests` grouped by [`Phase`], in apply order, empty phases left out;
+/// each phase sorted deterministically (kind rank, group, kind, namespace,
+/// name). `crds` are the revision's CRDs, whose kinds are custom resources
+/// whatever their group.
+pub(crate) fn apply_phases(
+    manifests: &[Manifest],
+    crds: Vec<CrdInfo>,
+) -> Vec<(Phase, Vec<&Manifest>)> {
+    let crd_kinds: HashSet<(String, String)> =
+        crds.into_iter().map(|crd| (crd.group, crd.kind)).collect();
+    let mut keyed: Vec<((Phase, usize), ObjectRef, &Manifest)> = manifests
+        .iter()
+        .map(|manifest| {
+            let defined =
+                crd_kinds.contains(&(manifest.gvk.group.clone(), manifest.gvk.kind.clone()));
+            let class = classify(&manifest.gvk.group, &manifest.gvk.kind, defined);
+            (class, manifest.object_ref(), manifest)
+        })
+        .collect();
+    keyed.sort_by(|a, b| {
+        a.0.0
+            .cmp(&b.0.0)
+            .then_with(|| compare((a.0.1, &a.1), (b.0.1, &b.1)))
+    });
+    let mut phases: Vec<(Phase, Vec<&Manifest>)> = Vec::new();
+    for ((phase, _), _, manifest) in keyed {
+        match phases.last_mut() {
+            Some((last, manifests)) if *last == phase => manifests.push(manifest),
+            _ => phases.push((phase, vec![manifest])),
         }
-        phases
     }
-
-    /// The objects in apply order: a list of phases (see [`Phase`]), each to
-    /// finish before the next starts; CRDs first, custom resources last.
-    pub fn apply_order(&self) -> Vec<Vec<&Manifest>> {
-        self.apply_phases()
-            .into_iter()
-            .map(|(_, manifests)| manifests)
-            .collect()
-    }
+    phases
 }
 
 /// The order to prune objects that left git: the apply order reversed

@@ -7,10 +7,11 @@
 //! API server would block a valid revision with no workaround.
 
 use crate::error::LoadError;
-use crate::load::RawObject;
+use crate::kind::is_builtin_group;
 use crate::location::Location;
 use crate::manifest::Manifest;
 use crate::object_ref::ObjectRef;
+use crate::raw::RawObject;
 use kube::core::{GroupVersionKind, ObjectMeta};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -34,40 +35,6 @@ const METADATA_FIELDS: &[&str] = &[
     "finalizers",
     "managedFields",
 ];
-
-/// The API groups built into Kubernetes (not served by CRDs). Shared with the
-/// ordering, which places every other group's kinds with custom resources.
-pub(crate) const BUILTIN_GROUPS: &[&str] = &[
-    "",
-    "admissionregistration.k8s.io",
-    "apiextensions.k8s.io",
-    "apiregistration.k8s.io",
-    "apps",
-    "authentication.k8s.io",
-    "authorization.k8s.io",
-    "autoscaling",
-    "batch",
-    "certificates.k8s.io",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
-    "events.k8s.io",
-    "extensions",
-    "flowcontrol.apiserver.k8s.io",
-    "internal.apiserver.k8s.io",
-    "networking.k8s.io",
-    "node.k8s.io",
-    "policy",
-    "rbac.authorization.k8s.io",
-    "resource.k8s.io",
-    "scheduling.k8s.io",
-    "storage.k8s.io",
-    "storagemigration.k8s.io",
-];
-
-/// Whether `group` is one of Kubernetes' built-in API groups.
-pub(crate) fn is_builtin_group(group: &str) -> bool {
-    BUILTIN_GROUPS.contains(&group)
-}
 
 /// The naming rule the API server applies to a kind's `metadata.name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,4 +359,36 @@ pub(crate) fn duplicates<'a>(
 /// Checks a namespace name (the configured default namespace, for one).
 pub(crate) fn check_namespace_name(namespace: &str) -> Result<(), &'static str> {
     check_name(namespace, NameRule::Label)
+}
+
+/// Problems with the revision's CRDs: malformed ones, and two CRDs defining
+/// the same kind (the API server would accept only one of them).
+pub(crate) fn crds(manifests: &[Manifest]) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    let mut seen: HashMap<(String, String), Location> = HashMap::new();
+    for manifest in manifests.iter().filter(|m| m.is_crd()) {
+        match manifest.crd_info() {
+            Ok(info) => {
+                let key = (info.group.clone(), info.kind.clone());
+                if let Some(first) = seen.get(&key) {
+                    errors.push(LoadError::new(
+                        manifest.location.clone(),
+                        format!(
+                            "kind {} of group {} is also defined by the CustomResourceDefinition at {first}",
+                            info.kind, info.group
+                        ),
+                    ));
+                } else {
+                    seen.insert(key, manifest.location.clone());
+                }
+            }
+            Err(problems) => errors.extend(problems.into_iter().map(|problem| {
+                LoadError::new(
+                    manifest.location.clone(),
+                    format!("CustomResourceDefinition {}: {problem}", manifest.name),
+                )
+            })),
+        }
+    }
+    errors
 }

@@ -5,8 +5,8 @@
 
 use crate::documents::split_documents;
 use crate::error::LoadError;
-use crate::load::ParsedDocument;
 use crate::location::{Location, yaml_item_lines};
+use crate::raw::ParsedDocument;
 use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;

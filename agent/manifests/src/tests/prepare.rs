@@ -24,8 +24,8 @@ status:
   readyReplicas: 2
 ";
 
-fn resolved(text: &str) -> crate::ManifestSet {
-    let mut set = load_ok(&[("d.yaml", text)]);
+fn resolved(text: &str) -> crate::ResolvedSet {
+    let set = load_ok(&[("d.yaml", text)]);
     let scopes: HashMap<GroupVersionKind, Scope> = [
         (
             GroupVersionKind::gvk("apps", "v1", "Deployment"),
@@ -35,14 +35,13 @@ fn resolved(text: &str) -> crate::ManifestSet {
     ]
     .into();
     let scopes: &dyn ScopeLookup = &scopes;
-    set.resolve_namespaces(scopes, "team-a").unwrap();
-    set
+    set.resolve_namespaces(scopes, "team-a").unwrap()
 }
 
 #[test]
 fn prepare_for_apply_adds_the_label_sets_the_namespace_and_strips_server_fields() {
     let set = resolved(FROM_CLUSTER);
-    let body = prepare_for_apply(&set.manifests[0]);
+    let body = prepare_for_apply(&set.manifests()[0]);
     assert_eq!(
         body,
         json!({
@@ -64,7 +63,7 @@ fn prepare_for_apply_adds_nothing_but_the_label() {
     let set = resolved(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: x\nspec: {}\n",
     );
-    let body = prepare_for_apply(&set.manifests[0]);
+    let body = prepare_for_apply(&set.manifests()[0]);
     let metadata = body["metadata"].as_object().unwrap();
     let mut keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
     keys.sort_unstable();
@@ -74,14 +73,14 @@ fn prepare_for_apply_adds_nothing_but_the_label() {
     // A function of the manifest alone: the same body every time.
     assert_eq!(
         serde_json::to_string(&body).unwrap(),
-        serde_json::to_string(&prepare_for_apply(&set.manifests[0])).unwrap()
+        serde_json::to_string(&prepare_for_apply(&set.manifests()[0])).unwrap()
     );
 }
 
 #[test]
 fn prepare_for_apply_leaves_cluster_scoped_objects_without_namespace() {
     let set = resolved("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n");
-    let body = prepare_for_apply(&set.manifests[0]);
+    let body = prepare_for_apply(&set.manifests()[0]);
     assert!(body["metadata"].get("namespace").is_none());
     assert_eq!(
         body["metadata"]["labels"]["app.kubernetes.io/managed-by"],

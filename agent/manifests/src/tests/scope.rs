@@ -1,5 +1,5 @@
 use super::{load_ok, names};
-use crate::{ManifestSet, Scope, ScopeLookup};
+use crate::{ManifestSet, ResolvedSet, Scope, ScopeLookup};
 use kube::core::GroupVersionKind;
 use std::collections::HashMap;
 
@@ -31,7 +31,7 @@ fn discovery() -> HashMap<GroupVersionKind, Scope> {
     .collect()
 }
 
-fn resolve(set: &mut ManifestSet) -> Result<(), Vec<String>> {
+fn resolve(set: ManifestSet) -> Result<ResolvedSet, Vec<String>> {
     let scopes: &dyn ScopeLookup = &discovery();
     set.resolve_namespaces(scopes, "apps")
         .map_err(|e| e.errors.iter().map(ToString::to_string).collect())
@@ -39,35 +39,38 @@ fn resolve(set: &mut ManifestSet) -> Result<(), Vec<String>> {
 
 #[test]
 fn namespaced_objects_without_namespace_get_the_default() {
-    let mut set = load_ok(&[(
+    let set = load_ok(&[(
         "x.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: team\n",
     )]);
-    resolve(&mut set).unwrap();
+    let set = resolve(set).unwrap();
     let namespaces: Vec<_> = set
-        .manifests
+        .manifests()
         .iter()
         .map(|m| m.namespace.as_deref())
         .collect();
     assert_eq!(namespaces, [Some("apps"), Some("team")]);
-    assert_eq!(set.manifests[0].metadata.namespace.as_deref(), Some("apps"));
-    assert_eq!(set.manifests[0].scope, Some(Scope::Namespaced));
+    assert_eq!(
+        set.manifests()[0].metadata.namespace.as_deref(),
+        Some("apps")
+    );
+    assert_eq!(set.manifests()[0].scope, Some(Scope::Namespaced));
 }
 
 #[test]
 fn cluster_scoped_objects_stay_without_namespace() {
-    let mut set = load_ok(&[(
+    let set = load_ok(&[(
         "x.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
     )]);
-    resolve(&mut set).unwrap();
-    assert_eq!(set.manifests[0].namespace, None);
-    assert_eq!(set.manifests[0].scope, Some(Scope::Cluster));
+    let set = resolve(set).unwrap();
+    assert_eq!(set.manifests()[0].namespace, None);
+    assert_eq!(set.manifests()[0].scope, Some(Scope::Cluster));
 }
 
 #[test]
 fn crd_in_the_same_revision_gives_its_custom_resources_their_scope() {
-    let mut set = load_ok(&[
+    let set = load_ok(&[
         ("crd.yaml", CRD),
         (
             "w.yaml",
@@ -78,20 +81,20 @@ fn crd_in_the_same_revision_gives_its_custom_resources_their_scope() {
             "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n",
         ),
     ]);
-    resolve(&mut set).unwrap();
-    assert_eq!(set.manifests[1].scope, Some(Scope::Cluster));
-    assert_eq!(set.manifests[1].namespace, None);
+    let set = resolve(set).unwrap();
+    assert_eq!(set.manifests()[1].scope, Some(Scope::Cluster));
+    assert_eq!(set.manifests()[1].namespace, None);
     // A kind discovery knows and the revision does not define.
-    assert_eq!(set.manifests[2].namespace.as_deref(), Some("apps"));
+    assert_eq!(set.manifests()[2].namespace.as_deref(), Some("apps"));
 }
 
 #[test]
 fn cluster_scoped_object_with_namespace_is_an_error() {
-    let mut set = load_ok(&[(
+    let set = load_ok(&[(
         "x.yaml",
         "# role\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\n  namespace: team\n",
     )]);
-    let errors = resolve(&mut set).unwrap_err();
+    let errors = resolve(set).unwrap_err();
     assert_eq!(
         errors,
         [
@@ -102,11 +105,11 @@ fn cluster_scoped_object_with_namespace_is_an_error() {
 
 #[test]
 fn unknown_kind_is_an_error() {
-    let mut set = load_ok(&[(
+    let set = load_ok(&[(
         "x.yaml",
         "apiVersion: example.org/v1\nkind: Thing\nmetadata:\n  name: t\n",
     )]);
-    let errors = resolve(&mut set).unwrap_err();
+    let errors = resolve(set).unwrap_err();
     assert_eq!(
         errors,
         ["x.yaml:1: unknown kind example.org/v1 Thing (is its CRD installed or in this revision?)"]
@@ -115,33 +118,33 @@ fn unknown_kind_is_an_error() {
 
 #[test]
 fn version_the_revision_crd_does_not_serve_is_an_error() {
-    let mut set = load_ok(&[
+    let set = load_ok(&[
         ("crd.yaml", CRD),
         (
             "w.yaml",
             "apiVersion: example.com/v3\nkind: Widget\nmetadata:\n  name: w\n",
         ),
     ]);
-    let errors = resolve(&mut set).unwrap_err();
+    let errors = resolve(set).unwrap_err();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].starts_with("w.yaml:1: unknown kind example.com/v3 Widget: the CustomResourceDefinition widgets.example.com at crd.yaml:1 does not serve version v3"), "{}", errors[0]);
 }
 
 #[test]
 fn all_resolution_errors_are_collected_and_nothing_changes() {
-    let mut set = load_ok(&[(
+    let set = load_ok(&[(
         "x.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: example.org/v1\nkind: Thing\nmetadata:\n  name: t\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  namespace: x\n",
     )]);
     let before = set.clone();
-    assert_eq!(resolve(&mut set).unwrap_err().len(), 2);
+    assert_eq!(resolve(set.clone()).unwrap_err().len(), 2);
     assert_eq!(set, before);
     assert_eq!(names(&set).len(), 3);
 }
 
 #[test]
 fn defaulting_into_a_duplicate_is_an_error() {
-    let mut set = load_ok(&[
+    let set = load_ok(&[
         (
             "a.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
@@ -151,7 +154,7 @@ fn defaulting_into_a_duplicate_is_an_error() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: apps\n",
         ),
     ]);
-    let errors = resolve(&mut set).unwrap_err();
+    let errors = resolve(set).unwrap_err();
     assert_eq!(
         errors,
         ["b.yaml:1: duplicate object v1 ConfigMap apps/a: also defined at a.yaml:1"]

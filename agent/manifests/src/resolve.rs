@@ -1,4 +1,4 @@
-//! Which objects are namespaced, and the namespace each one lands in.
+//! Resolution: the scope of each object's kind, and the namespace it lands in.
 //!
 //! Manifests often omit the namespace of namespaced objects (the configured
 //! default applies, as with `kubectl apply -n`), and a namespace written on a
@@ -8,38 +8,11 @@
 
 use crate::crd::CrdInfo;
 use crate::error::{LoadError, LoadErrors};
-use crate::manifest::ManifestSet;
+use crate::kind::{Scope, ScopeLookup};
 use crate::object_ref::ObjectRef;
+use crate::set::{ManifestSet, ResolvedSet};
 use crate::validate::{self, check_namespace_name};
 use kube::core::GroupVersionKind;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-
-/// Whether objects of a kind live in a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Scope {
-    /// Objects live in a namespace (ConfigMap, Deployment).
-    Namespaced,
-    /// Objects are cluster-wide (Namespace, ClusterRole, CRDs).
-    Cluster,
-}
-
-/// Where the scope of a kind comes from: the agent implements it from API
-/// discovery, tests with a map.
-///
-/// Discovery is the only authority on built-in and already-installed kinds;
-/// keeping it behind a trait keeps this crate free of any cluster access.
-pub trait ScopeLookup {
-    /// The scope of `gvk` (exact group, version and kind), or `None` when the
-    /// cluster does not serve it.
-    fn scope(&self, gvk: &GroupVersionKind) -> Option<Scope>;
-}
-
-impl ScopeLookup for HashMap<GroupVersionKind, Scope> {
-    fn scope(&self, gvk: &GroupVersionKind) -> Option<Scope> {
-        self.get(gvk).copied()
-    }
-}
 
 /// The scope of `gvk`: the revision's CRDs first (they are what the cluster
 /// will serve once applied, and discovery may not know them yet), then
@@ -77,18 +50,19 @@ fn scope_of(
 }
 
 impl ManifestSet {
-    /// Sets every manifest's scope and final namespace.
+    /// Sets every manifest's scope and final namespace, turning the loaded
+    /// set into the [`ResolvedSet`] the agent applies.
     ///
     /// Namespaced objects without a namespace get `default_namespace`;
     /// cluster-scoped objects with a namespace, kinds neither discovery nor
     /// the revision's CRDs know, and objects that collide once defaulted
     /// (one written without a namespace, one with the default) are errors,
-    /// all collected. On error nothing is changed, so the set stays as loaded.
+    /// all collected; then there is no resolved set.
     pub fn resolve_namespaces(
-        &mut self,
+        self,
         scopes: &dyn ScopeLookup,
         default_namespace: &str,
-    ) -> Result<(), LoadErrors> {
+    ) -> Result<ResolvedSet, LoadErrors> {
         let crds = self.crds();
         let mut errors = Vec::new();
         let mut resolved = Vec::with_capacity(self.manifests.len());
@@ -144,16 +118,15 @@ impl ManifestSet {
                     }),
             ));
         }
-        if errors.is_empty() {
-            for (manifest, (scope, namespace)) in self.manifests.iter_mut().zip(resolved) {
-                manifest.scope = Some(scope);
-                manifest.metadata.namespace = namespace.clone();
-                manifest.namespace = namespace;
-            }
+        if let Some(errors) = LoadErrors::from_vec(errors) {
+            return Err(errors);
         }
-        match LoadErrors::from_vec(errors) {
-            Some(errors) => Err(errors),
-            None => Ok(()),
+        let mut manifests = self.manifests;
+        for (manifest, (scope, namespace)) in manifests.iter_mut().zip(resolved) {
+            manifest.scope = Some(scope);
+            manifest.metadata.namespace = namespace.clone();
+            manifest.namespace = namespace;
         }
+        Ok(ResolvedSet::new(manifests))
     }
 }
