@@ -9,14 +9,17 @@
 //! [`RequestCounter`] proves how many writes it did.
 
 mod apply;
+mod apply_one;
 mod body;
 mod break_glass;
 mod counter;
+mod decide;
 mod diff;
 mod discovery;
 mod dry_run;
 mod error;
 mod establish;
+mod execute;
 mod fingerprint;
 mod inventory;
 mod plan;

@@ -3,18 +3,18 @@
 
 use crate::body::ApplyBody;
 use crate::break_glass::BreakGlass;
+use crate::decide::Observed;
 use crate::discovery::{Discovery, Resolved};
 use crate::dry_run::Target;
 use crate::dry_run::message;
 use crate::error::SyncError;
 use crate::fingerprint::fields_fingerprint;
-use crate::inventory::InventoryEntry;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::{Manifest, ResolvedSet, Scope};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use tracing::warn;
 
 /// What the cluster holds for one manifest before the sync.
@@ -44,24 +44,14 @@ pub(crate) struct Planned<'a> {
 }
 
 impl<'a> Planned<'a> {
-    /// Whether the last apply recorded in `previous` still stands: git did
-    /// not change the object (same hash) and nobody changed it since (same
-    /// `resourceVersion`, or the same fields owned by gitwarden).
-    pub(crate) fn up_to_date(&self, previous: Option<&InventoryEntry>) -> bool {
-        let (
-            Some(entry),
-            Live::Present {
-                resource_version,
-                fields,
-                ..
-            },
-        ) = (previous, &self.live)
-        else {
-            return false;
-        };
-        entry.hash == self.body.hash()
-            && ((!entry.resource_version.is_empty() && entry.resource_version == *resource_version)
-                || (!entry.fields.is_empty() && entry.fields == *fields))
+    /// What the decision needs of this object ([`crate::decide`]).
+    pub(crate) fn observed(&self) -> Observed<'_> {
+        Observed {
+            object: self.manifest.object_ref(),
+            hash: self.body.hash(),
+            addressable: self.resolved.is_some(),
+            live: &self.live,
+        }
     }
 
     /// The break-glass change on the live object, if any.
@@ -242,15 +232,4 @@ fn live_of(ctx: &SyncContext, metadata: &ObjectMeta) -> Live {
         resource_version: metadata.resource_version.clone().unwrap_or_default(),
         fields: fields_fingerprint(metadata.managed_fields.as_deref(), &ctx.field_manager),
     }
-}
-
-/// The namespaces the revision declares that do not exist yet: objects in
-/// them cannot be dry-run before the namespace is applied.
-pub(crate) fn new_namespaces(planned: &[Planned<'_>]) -> HashSet<String> {
-    planned
-        .iter()
-        .filter(|p| p.manifest.is_namespace() && p.live != Live::Unaddressable)
-        .filter(|p| matches!(p.live, Live::Absent))
-        .map(|p| p.manifest.name.clone())
-        .collect()
 }

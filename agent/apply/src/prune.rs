@@ -87,16 +87,17 @@ pub(crate) fn refusal(count: usize, total: usize, policy: &PrunePolicy) -> Optio
     })
 }
 
-/// Prunes what left git, in reverse apply order, one phase at a time.
+/// Prunes `leaving`, the objects of `previous` that left git (the prune
+/// candidates of [`crate::decide`]), in reverse apply order, one phase at a
+/// time.
 pub(crate) async fn prune(
     ctx: &SyncContext,
     client: &Client,
     discovery: &Discovery,
     previous: &Inventory,
-    current: &HashSet<ObjectRef>,
+    leaving: Vec<&ObjectRef>,
     policy: &PrunePolicy,
 ) -> PruneOutcome {
-    let leaving = candidates(previous, current);
     let mut outcome = PruneOutcome::default();
     let retain_all = |outcome: &mut PruneOutcome| {
         for object in &leaving {
