@@ -12,10 +12,10 @@
 //! policies allow the names other tests give the admission objects they keep.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gitwarden_tests::Identity;
+use gitwarden_tests::loopback::LoopbackWebhook;
 use gitwarden_tests::webhook::apply;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -818,119 +818,29 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
 /// The real `gitwarden-webhook`, serving only its audit log (registered
 /// nowhere, so it refuses nothing): where the agent's removals are recorded.
 struct AuditWebhook {
-    child: Child,
-    dir: tempfile::TempDir,
+    webhook: LoopbackWebhook,
     url: String,
 }
 
 impl AuditWebhook {
     async fn start(s: &AgentSetup) -> AuditWebhook {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let ca = gitwarden_certs::CertificateAuthority::generate(
-            "gitwarden-audit-test-ca",
-            Duration::from_secs(3600),
+        let webhook = LoopbackWebhook::start(
+            &s.cluster.kubeconfig(Identity::Admin),
+            &format!("{}/gitwarden-policy", s.ns()),
         )
+        .await
         .unwrap();
-        let serving = ca
-            .issue_serving_cert(
-                &["localhost"],
-                &["127.0.0.1".parse().unwrap()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
-        std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(gitwarden_tests::binaries::binary("gitwarden-webhook").unwrap())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--audit-dir")
-            .arg(dir.path().join("audit"))
-            .args([
-                "--policy-configmap",
-                &format!("{}/gitwarden-policy", s.ns()),
-            ])
-            .arg("--kubeconfig")
-            .arg(s.cluster.kubeconfig(Identity::Admin))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("webhook.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let webhook = AuditWebhook {
-            child,
-            dir,
-            url: format!("https://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
-            .build()
-            .unwrap();
-        let ready = wait_for(Duration::from_secs(30), || async {
-            let body: Value = http
-                .get(format!("{}/readyz", webhook.url))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["policy"]["generation"].as_u64().unwrap_or(0) > 0).then_some(())
-        })
-        .await;
-        assert!(
-            ready.is_some(),
-            "the webhook never became ready:\n{}",
-            webhook.log()
-        );
-        webhook
+        let url = webhook.url.clone();
+        AuditWebhook { webhook, url }
     }
 
     fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.crt")
+        self.webhook.ca_file()
     }
 
     /// Every record of the audit log.
     fn records(&self) -> Vec<Value> {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("audit")) else {
-            return Vec::new();
-        };
-        let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
-        files.sort();
-        files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect::<Vec<Value>>()
-            })
-            .collect()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for AuditWebhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- webhook log ---\n{}", self.log());
-        }
+        self.webhook.audit_records()
     }
 }
 

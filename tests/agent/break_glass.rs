@@ -9,11 +9,11 @@
 //! writes never reach it.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use gitwarden_tests::Identity;
+use gitwarden_tests::loopback::LoopbackWebhook;
 use gitwarden_tests::webhook::{apply, render};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
@@ -33,10 +33,9 @@ const POLICY: &str =
 /// Declare it after the [`AgentSetup`] so it is dropped first: with it gone,
 /// admin can delete the namespace again.
 struct ScopedWebhook {
-    child: Child,
+    webhook: LoopbackWebhook,
     admin: PathBuf,
     name: String,
-    dir: tempfile::TempDir,
 }
 
 impl ScopedWebhook {
@@ -55,60 +54,25 @@ impl ScopedWebhook {
             ),
         )
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let ca = gitwarden_certs::CertificateAuthority::generate(
-            "gitwarden-break-glass-test-ca",
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let serving = ca
-            .issue_serving_cert(
-                &["localhost"],
-                &["127.0.0.1".parse().unwrap()],
-                Duration::from_secs(3600),
-            )
+        let loopback = LoopbackWebhook::start(&admin, &format!("{ns}/gitwarden-policy"))
+            .await
             .unwrap();
-        std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(gitwarden_tests::binaries::binary("gitwarden-webhook").unwrap())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--audit-dir")
-            .arg(dir.path().join("audit"))
-            .args(["--policy-configmap", &format!("{ns}/gitwarden-policy")])
-            .arg("--kubeconfig")
-            .arg(&admin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("webhook.log")).unwrap())
-            .spawn()
-            .unwrap();
+        let url = loopback.url.clone();
+        let ca_pem = loopback.ca_pem().to_owned();
         let name = format!("gitwarden-{ns}");
         let webhook = ScopedWebhook {
-            child,
+            webhook: loopback,
             admin: admin.clone(),
             name: name.clone(),
-            dir,
         };
         let template = std::fs::read_to_string(
             gitwarden_tests::cluster::repo_root().join("deploy/local/webhook-configuration.yaml"),
         )
         .unwrap();
-        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
         let rendered = render(
             &template,
-            &[
-                ("WEBHOOK_URL", &format!("https://127.0.0.1:{port}")),
-                ("CA_BUNDLE", &ca_bundle),
-            ],
+            &[("WEBHOOK_URL", &url), ("CA_BUNDLE", &ca_bundle)],
         );
         for document in serde_yaml_ng::Deserializer::from_str(&rendered) {
             let mut config = Value::deserialize(document).unwrap();
@@ -123,28 +87,6 @@ impl ScopedWebhook {
                 json!({"matchLabels": {"kubernetes.io/metadata.name": ns}});
             apply(&admin, &serde_yaml_ng::to_string(&config).unwrap()).unwrap();
         }
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
-            .build()
-            .unwrap();
-        let ready = wait_for(Duration::from_secs(30), || async {
-            let body: Value = http
-                .get(format!("https://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["policy"]["generation"].as_u64().unwrap_or(0) > 0).then_some(())
-        })
-        .await;
-        assert!(
-            ready.is_some(),
-            "the webhook never became ready:
-{}",
-            webhook.log()
-        );
         // Probes are never deleted (admin is refused here too); the
         // namespace goes at the end of the test.
         let probes = std::sync::atomic::AtomicUsize::new(0);
@@ -168,7 +110,7 @@ impl ScopedWebhook {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
+        self.webhook.log()
     }
 }
 
@@ -183,11 +125,7 @@ impl Drop for ScopedWebhook {
                 eprintln!("could not remove {kind} {}: {}", self.name, out.stderr);
             }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- webhook log ---\n{}", self.log());
-        }
+        // The process itself stops when `webhook` is dropped.
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod kubectl;
+pub mod loopback;
 pub mod namespace;
 pub mod wait;
 pub mod webhook;
