@@ -5,115 +5,51 @@
 //! is a kube-apiserver flag, and it makes the whole cluster fail closed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use base64::Engine as _;
-use gitwarden_tests::binaries::binary;
 use gitwarden_tests::cluster::repo_root;
+use gitwarden_tests::loopback::{LoopbackWebhook, PolicySource};
 use gitwarden_tests::webhook::{apply, render};
 use gitwarden_tests::{Identity, TestCluster};
-use serde_json::Value;
 
 const NAMESPACE: &str = "payments";
 
 /// The real `gitwarden-webhook`, serving the shipped policy from a file (it
 /// needs no cluster to start, so it can run before kube-apiserver calls it).
 struct Webhook {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    http: reqwest::Client,
-    ca_pem: String,
+    loopback: LoopbackWebhook,
+    _policy_dir: tempfile::TempDir,
 }
 
 impl Webhook {
     async fn start() -> Webhook {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let dir = tempfile::Builder::new()
-            .prefix("gitwarden-static-webhook-")
-            .tempdir()
-            .unwrap();
-        let ca = gitwarden_certs::CertificateAuthority::generate(
-            "gitwarden-static-admission-test-ca",
-            Duration::from_secs(24 * 3600),
-        )
-        .unwrap();
-        let serving = ca
-            .issue_serving_cert(
-                &["localhost"],
-                &["127.0.0.1".parse().unwrap()],
-                Duration::from_secs(24 * 3600),
-            )
-            .unwrap();
-        std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
-        std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
+        let policy_dir = tempfile::tempdir().unwrap();
         // The policy deploy/base ships, taken out of its ConfigMap.
         let shipped: serde_yaml_ng::Value = serde_yaml_ng::from_str(
             &std::fs::read_to_string(repo_root().join("deploy/base/policy.yaml")).unwrap(),
         )
         .unwrap();
         let policy = shipped["data"]["policy.yaml"].as_str().unwrap();
-        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary("gitwarden-webhook").unwrap())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--audit-dir")
-            .arg(dir.path().join("audit"))
-            .arg("--policy-file")
-            .arg(dir.path().join("policy.yaml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("webhook.log")).unwrap())
-            .spawn()
+        let policy_file = policy_dir.path().join("policy.yaml");
+        std::fs::write(&policy_file, policy).unwrap();
+        let loopback = LoopbackWebhook::start_with(PolicySource::File(&policy_file))
+            .await
             .unwrap();
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let webhook = Webhook {
-            child,
-            dir,
-            port,
-            http,
-            ca_pem: ca.cert_pem().to_string(),
-        };
-        let ready = gitwarden_tests::wait_for(Duration::from_secs(30), || async {
-            let resp = webhook
-                .http
-                .get(format!("{}/readyz", webhook.url()))
-                .send()
-                .await
-                .ok()?;
-            resp.status().is_success().then_some(())
-        })
-        .await;
-        assert!(
-            ready.is_some(),
-            "gitwarden-webhook not ready:\n{}",
-            webhook.log()
-        );
-        webhook
+        Webhook {
+            loopback,
+            _policy_dir: policy_dir,
+        }
     }
 
     fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        self.loopback.url.clone()
     }
 
     /// Renders `deploy/admission/` for this webhook into `dir`; returns the
     /// AdmissionConfiguration file to hand to kube-apiserver.
     fn render_admission_config(&self, dir: &Path) -> PathBuf {
         let shipped = repo_root().join("deploy/admission");
-        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(self.loopback.ca_pem());
         let manifests_dir = dir.display().to_string();
         let vars = [
             ("WEBHOOK_URL", self.url()),
@@ -137,37 +73,11 @@ impl Webhook {
     }
 
     async fn audit_ids(&self, user: &str) -> Vec<String> {
-        let records: Vec<Value> = self
-            .http
-            .get(format!("{}/audit?user={user}&limit=1000", self.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        records
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_string))
-            .collect()
+        self.loopback.audit_ids(user).await.unwrap()
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- gitwarden-webhook log ---\n{}", self.log());
-        }
+        self.loopback.kill();
     }
 }
 

@@ -3,8 +3,8 @@
 //! outside the cluster starts from, so the start-up is written once.
 //!
 //! It is registered nowhere by itself (so it refuses nothing until a test
-//! registers it); it reads its policy from a ConfigMap, and is ready once
-//! that policy is loaded.
+//! registers it); it reads its policy from a ConfigMap or a file, and is
+//! ready once that policy is loaded.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,19 @@ use serde_json::Value;
 
 use crate::binaries::binary;
 use crate::wait::wait_for;
+
+/// Where the webhook reads its policy.
+pub enum PolicySource<'a> {
+    /// A ConfigMap (`NAMESPACE/NAME`), read with `kubeconfig`.
+    ConfigMap {
+        /// The webhook's credentials.
+        kubeconfig: &'a Path,
+        /// `NAMESPACE/NAME`.
+        name: &'a str,
+    },
+    /// A file (for a webhook that must run before any cluster exists).
+    File(&'a Path),
+}
 
 /// A running webhook on `127.0.0.1`, killed when dropped.
 pub struct LoopbackWebhook {
@@ -30,6 +43,16 @@ impl LoopbackWebhook {
     /// (`NAMESPACE/NAME`), talking to the API server as `kubeconfig`, and
     /// returns once the policy is loaded.
     pub async fn start(kubeconfig: &Path, policy_configmap: &str) -> Result<LoopbackWebhook> {
+        Self::start_with(PolicySource::ConfigMap {
+            kubeconfig,
+            name: policy_configmap,
+        })
+        .await
+    }
+
+    /// Starts the webhook with its policy from `policy`; returns once the
+    /// policy is loaded.
+    pub async fn start_with(policy: PolicySource<'_>) -> Result<LoopbackWebhook> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::Builder::new()
             .prefix("gitwarden-loopback-webhook-")
@@ -49,17 +72,23 @@ impl LoopbackWebhook {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(binary("gitwarden-webhook")?)
+        let mut command = Command::new(binary("gitwarden-webhook")?);
+        command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--tls-cert")
             .arg(dir.path().join("tls.crt"))
             .arg("--tls-key")
             .arg(dir.path().join("tls.key"))
             .arg("--audit-dir")
-            .arg(dir.path().join("audit"))
-            .args(["--policy-configmap", policy_configmap])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
+            .arg(dir.path().join("audit"));
+        match policy {
+            PolicySource::ConfigMap { kubeconfig, name } => command
+                .args(["--policy-configmap", name])
+                .arg("--kubeconfig")
+                .arg(kubeconfig),
+            PolicySource::File(path) => command.arg("--policy-file").arg(path),
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("webhook.log"))?)
@@ -124,6 +153,32 @@ impl LoopbackWebhook {
             .collect()
     }
 
+    /// The audit record ids of `user`'s requests, read over `GET /audit`.
+    pub async fn audit_ids(&self, user: &str) -> Result<Vec<String>> {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(
+                self.ca.cert_pem().as_bytes(),
+            )?)
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let records: Vec<Value> = http
+            .get(format!("{}/audit?user={user}&limit=1000", self.url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(records
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// SIGKILL: the webhook stops answering at once.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The webhook's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
@@ -132,8 +187,7 @@ impl LoopbackWebhook {
 
 impl Drop for LoopbackWebhook {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if std::thread::panicking() {
             eprintln!("--- webhook log ---\n{}", self.log());
         }
