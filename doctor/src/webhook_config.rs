@@ -33,30 +33,29 @@ fn name_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(NAME_LABEL.to_string(), name.to_string())])
 }
 
+/// The name of a namespace no selector means on purpose: an ordinary new one.
+const PROBE_NAMESPACE: &str = "gitwarden-doctor-probe-namespace";
+
+/// Whether the entry's namespaceSelector selects the namespace `name`.
+fn selects(entry: &Entry<'_>, name: &str) -> bool {
+    entry
+        .namespace_selector
+        .is_none_or(|s| selector::matches(s, &name_labels(name)))
+}
+
 /// Whether the entry is gitwarden's own-namespace entry: it selects the
 /// system namespace and would not select an ordinary new namespace.
 pub fn is_system_entry(entry: &Entry<'_>, system_namespace: &str) -> bool {
-    let selects = |labels: &BTreeMap<String, String>| {
-        entry
-            .namespace_selector
-            .is_none_or(|s| selector::matches(s, labels))
-    };
-    selects(&name_labels(system_namespace))
-        && !selects(&name_labels("gitwarden-doctor-probe-namespace"))
+    selects(entry, system_namespace) && !selects(entry, PROBE_NAMESPACE)
 }
 
 /// Whether the entry is the one that confines exempt identities in
 /// Kubernetes' own namespaces: it selects `kube-system` and neither an
 /// ordinary new namespace nor gitwarden's.
 pub fn is_confine_entry(entry: &Entry<'_>, system_namespace: &str) -> bool {
-    let selects = |labels: &BTreeMap<String, String>| {
-        entry
-            .namespace_selector
-            .is_none_or(|s| selector::matches(s, labels))
-    };
-    selects(&name_labels("kube-system"))
-        && !selects(&name_labels(system_namespace))
-        && !selects(&name_labels("gitwarden-doctor-probe-namespace"))
+    selects(entry, "kube-system")
+        && !selects(entry, system_namespace)
+        && !selects(entry, PROBE_NAMESPACE)
 }
 
 /// Whether the rules send CREATE, UPDATE and DELETE of every resource and
@@ -216,7 +215,7 @@ fn namespace_coverage(
         .filter(|(_, labels)| !selected(labels))
         .map(|(n, _)| n.as_str())
         .collect();
-    let probe_covered = selected(&name_labels("gitwarden-doctor-probe-namespace"));
+    let probe_covered = selected(&name_labels(PROBE_NAMESPACE));
     let selectors: Vec<String> = protected
         .iter()
         .filter_map(|e| e.namespace_selector.map(selector::describe))

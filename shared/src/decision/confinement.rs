@@ -101,13 +101,13 @@ pub(super) fn breach(policy: &Policy, view: &RequestView<'_>) -> Option<Breach> 
     let path = policy
         .workloads
         .pod_spec_path(&view.group, &view.resource)?;
-    let spec = pod_spec(object, &path)?;
+    let spec = pod_spec(object, path)?;
     if !ephemeral {
         let old_spec = view
             .req
             .old_object
             .as_ref()
-            .and_then(|old| pod_spec(old, &path));
+            .and_then(|old| pod_spec(old, path));
         if old_spec == Some(spec) {
             return None;
         }

@@ -11,10 +11,16 @@
 //! controllers that create Pods from templates are exempt identities
 //! themselves and keep working; workloads from git are the agent's writes.
 
+use std::sync::LazyLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::identity::glob;
 use crate::policy::NamespacePattern;
+
+/// The built-in kinds (see [`PodTemplateKind::builtin`]).
+static BUILTIN_KINDS: LazyLock<Vec<PodTemplateKind>> =
+    LazyLock::new(PodTemplateKind::builtin_kinds);
 
 /// The `workloads` section of the policy.
 ///
@@ -61,8 +67,13 @@ impl PodTemplateKind {
         }
     }
 
-    /// Pods and the built-in workload kinds that make them.
-    pub fn builtin() -> Vec<PodTemplateKind> {
+    /// Pods and the built-in workload kinds that make them, built once:
+    /// every request the confinement step judges looks its kind up here.
+    pub fn builtin() -> &'static [PodTemplateKind] {
+        &BUILTIN_KINDS
+    }
+
+    fn builtin_kinds() -> Vec<PodTemplateKind> {
         const TEMPLATE: &str = "/spec/template/spec";
         vec![
             Self::new("", "pods", "/spec"),
@@ -97,12 +108,12 @@ impl NamedObject {
 impl WorkloadPolicy {
     /// The pod-spec pointer for objects of `group`/`resource`, if they make
     /// Pods (built-in kinds first, then the policy's).
-    pub fn pod_spec_path(&self, group: &str, resource: &str) -> Option<String> {
+    pub fn pod_spec_path(&self, group: &str, resource: &str) -> Option<&str> {
         PodTemplateKind::builtin()
-            .into_iter()
-            .chain(self.extra_kinds.iter().cloned())
+            .iter()
+            .chain(&self.extra_kinds)
             .find(|kind| kind.group == group && kind.resource == resource)
-            .map(|kind| kind.pod_spec_path)
+            .map(|kind| kind.pod_spec_path.as_str())
     }
 
     /// The exception that lets `namespace`/`name` reach its node, if any.
@@ -121,9 +132,9 @@ mod tests {
     #[test]
     fn builtin_kinds_name_where_their_pod_spec_is() {
         let policy = WorkloadPolicy::default();
-        assert_eq!(policy.pod_spec_path("", "pods").as_deref(), Some("/spec"));
+        assert_eq!(policy.pod_spec_path("", "pods"), Some("/spec"));
         assert_eq!(
-            policy.pod_spec_path("batch", "cronjobs").as_deref(),
+            policy.pod_spec_path("batch", "cronjobs"),
             Some("/spec/jobTemplate/spec/template/spec")
         );
         assert_eq!(policy.pod_spec_path("", "configmaps"), None);
@@ -136,7 +147,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            policy.pod_spec_path("argoproj.io", "rollouts").as_deref(),
+            policy.pod_spec_path("argoproj.io", "rollouts"),
             Some("/spec/template/spec")
         );
         assert!(policy.pod_spec_path("apps", "deployments").is_some());
