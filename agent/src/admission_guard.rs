@@ -54,7 +54,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::cli::Namespaced;
-use crate::status::{AuditFate, GuardState, GuardStatus, Removal, Reporter};
+use crate::reporter::Reporter;
+use gitwarden_agent::status::{AuditFate, GuardState, GuardStatus, Removal};
 
 /// How often deletes that failed (API errors) are tried again.
 const RETRY: Duration = Duration::from_secs(5);

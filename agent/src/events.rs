@@ -65,7 +65,7 @@ pub async fn publish(
 /// closed get a `BreakGlassReverted` Event instead.
 pub(crate) async fn record_drift_events(
     recorder: &kube::runtime::events::Recorder,
-    synced: &crate::pipeline::Synced,
+    synced: &gitwarden_agent::status::Synced,
 ) {
     use gitwarden_apply::Action;
     use kube::runtime::events::EventType;
@@ -123,7 +123,7 @@ impl HeldWindows {
 /// listable in its namespace until it expires.
 pub(crate) async fn record_break_glass_events(
     recorder: &kube::runtime::events::Recorder,
-    synced: &crate::pipeline::Synced,
+    synced: &gitwarden_agent::status::Synced,
     announced: &mut HeldWindows,
 ) {
     use kube::runtime::events::EventType;

@@ -18,12 +18,12 @@ use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
 /// The kstatus verdict on one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HealthStatus {
     /// The object is fully reconciled: its controller has observed the latest
     /// spec and the actual state matches it.
@@ -65,7 +65,7 @@ impl fmt::Display for HealthStatus {
 
 /// A verdict plus the human explanation shown in `/status` and `status`
 /// (e.g. "Available: 0/3"), so an operator sees *why* without kubectl.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectHealth {
     /// The verdict.
     pub status: HealthStatus,

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::EventType;
 use tokio::sync::watch;
 
-use crate::status::Reporter;
+use crate::reporter::Reporter;
 
 /// How many lease durations a standby waits before it calls itself stuck:
 /// a leader that died releases nothing, and its lease expires after one.

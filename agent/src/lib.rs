@@ -5,8 +5,9 @@
 //! [`leader`] election through a Lease, so replicas never apply at once;
 //! [`standby`], telling a healthy standby from one whose leader never comes;
 //! [`health`], kstatus-style readiness of what was applied;
-//! [`admission_chain`], which admission objects may exist outside git; and
-//! [`audit`], delivering the agent's own records to the webhook's audit log.
+//! [`admission_chain`], which admission objects may exist outside git;
+//! [`audit`], delivering the agent's own records to the webhook's audit log;
+//! and [`status`], the document the agent reports, typed for its readers.
 //! Fetching, loading and applying live in the `gitwarden-source`,
 //! `gitwarden-manifests` and `gitwarden-apply` crates; the binary wires them
 //! into `run`, `sync`, `diff` and `status`.
@@ -16,3 +17,4 @@ pub mod audit;
 pub mod health;
 pub mod leader;
 pub mod standby;
+pub mod status;

@@ -11,9 +11,9 @@ mod leader_report;
 mod pipeline;
 mod policy_watch;
 mod refusals;
+mod reporter;
 mod run;
 mod server;
-mod status;
 
 use std::process::ExitCode;
 
@@ -24,7 +24,8 @@ use gitwarden_apply::{Action, Diff, RequestCounter};
 use gitwarden_agent::standby::Standing;
 
 use crate::cli::{Cli, Command, CommonArgs, Output, RunArgs};
-use crate::pipeline::{Pipeline, Synced};
+use crate::pipeline::Pipeline;
+use gitwarden_agent::status::Synced;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -172,7 +173,7 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     let config = kube_config(&args.common).await?;
     let client = kube::Client::try_from(config.clone())?;
     let guard_settings = admission_guard(&args, &config, &client)?;
-    let reporter = status::Reporter::new(args.common.repo.clone());
+    let reporter = reporter::Reporter::new(args.common.repo.clone());
     let trigger = Arc::new(tokio::sync::Notify::new());
     let read = |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<Arc<[u8]>>> {
         path.as_ref()
@@ -255,7 +256,7 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         })
         .await
     } else {
-        reporter.set_role(status::Role::Leader);
+        reporter.set_role(gitwarden_agent::status::Role::Leader);
         reporter.leader_election(gitwarden_agent::standby::Standing::Leading);
         let (_leading_tx, leading) = tokio::sync::watch::channel(true);
         tokio::select! {
@@ -273,7 +274,7 @@ async fn print_status(url: &str) -> anyhow::Result<()> {
         .error_for_status()?
         .text()
         .await?;
-    let s: status::Status = serde_json::from_str(&body)
+    let s: gitwarden_agent::status::Status = serde_json::from_str(&body)
         .context("reading the agent's /status (a different version?)")?;
     let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     println!("role:          {}", s.role);
@@ -296,9 +297,9 @@ async fn print_status(url: &str) -> anyhow::Result<()> {
         Standing::Starting => println!("leader:        starting"),
     }
     let guard = match s.admission_guard.state {
-        status::GuardState::Off => "off",
-        status::GuardState::Waiting => "waiting",
-        status::GuardState::Armed => "armed",
+        gitwarden_agent::status::GuardState::Off => "off",
+        gitwarden_agent::status::GuardState::Waiting => "waiting",
+        gitwarden_agent::status::GuardState::Armed => "armed",
     };
     println!(
         "admission:     guard {guard}, {} object(s) outside git removed since start",

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 use gitwarden_agent::admission_chain::GitObjects;
+use gitwarden_agent::status::{Synced, WorkloadHealth};
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
 use gitwarden_manifests::{LoadErrors, ManifestFile, ResolvedSet, load};
 use gitwarden_source::{FetchedRevision, Source, SourceError, SourceSpec};
@@ -66,32 +67,6 @@ pub struct Pipeline {
     default_namespace: String,
     client: kube::Client,
     health_timeout: std::time::Duration,
-}
-
-/// The readiness of one workload after the sync (kstatus rules).
-#[derive(Debug, serde::Serialize)]
-pub struct WorkloadHealth {
-    /// The object.
-    pub object: String,
-    /// `Current`, `InProgress`, `Failed`, … and why.
-    #[serde(flatten)]
-    pub health: gitwarden_agent::health::ObjectHealth,
-}
-
-/// A synced revision and its report.
-#[derive(Debug, serde::Serialize)]
-pub struct Synced {
-    /// The source URL (never with credentials: they come from files).
-    pub source: String,
-    /// The commit and who signed it.
-    pub commit: String,
-    /// The signer, when verification is on.
-    pub signer: Option<String>,
-    /// What the apply engine did.
-    pub report: SyncReport,
-    /// Readiness of the workloads this sync created or changed, waited for at
-    /// most the health timeout (never blocking the next sync).
-    pub health: Vec<WorkloadHealth>,
 }
 
 impl Pipeline {

@@ -14,7 +14,8 @@ use gitwarden_manifests::ObjectRef;
 use kube::runtime::events::{EventType, Recorder};
 
 use crate::pipeline::PipelineError;
-use crate::status::{RefusalReport, RefusalStage, Reporter};
+use crate::reporter::Reporter;
+use gitwarden_agent::status::{RefusalReport, RefusalStage};
 
 /// The applies of `report` that an admission plugin refused.
 pub fn from_report(report: &SyncReport) -> Vec<RefusalReport> {

@@ -17,7 +17,8 @@ use kube::core::GroupVersionKind;
 use tokio::sync::{Notify, watch};
 
 use crate::pipeline::Pipeline;
-use crate::status::{Reporter, Role};
+use crate::reporter::Reporter;
+use gitwarden_agent::status::Role;
 
 /// Settings of the loop.
 pub struct LoopSettings {

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
-use crate::status::{Reporter, Role};
+use crate::reporter::Reporter;
+use gitwarden_agent::status::Role;
 
 /// How /hook requests are authenticated.
 #[derive(Clone, Default)]

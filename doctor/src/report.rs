@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. Ordered: `Critical` is the greatest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// A check that passed, or a fact worth knowing (e.g. expected identities).
@@ -29,7 +29,7 @@ impl Severity {
 }
 
 /// One observation of `doctor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// How bad it is.
@@ -44,11 +44,11 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// How the subject got the right: binding → role, one entry per path.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub via: Vec<String>,
     /// The subject is an identity gitwarden expects to hold this right (the
     /// agent, control-plane components, identities the policy exempts).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expected: bool,
 }
 
@@ -87,7 +87,7 @@ impl Finding {
 }
 
 /// Everything `doctor` found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Counts by severity, for a quick look at the JSON.
@@ -97,7 +97,7 @@ pub struct Report {
 }
 
 /// Counts of findings by severity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Findings of severity critical.
     pub critical: usize,
