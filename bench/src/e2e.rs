@@ -10,13 +10,13 @@
 //!   `bench/fixtures/validating-admission-policy.yaml`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine as _;
+use gitwarden_tests::loopback::{LoopbackWebhook, PolicySource};
 use gitwarden_tests::webhook::{apply, render};
 use gitwarden_tests::{Identity, TestCluster};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -311,7 +311,7 @@ async fn prepare(cluster: &'static TestCluster) -> Result<Identities> {
 struct Installed {
     admin: PathBuf,
     setup: Setup,
-    webhook: Option<WebhookProcess>,
+    webhook: Option<LoopbackWebhook>,
 }
 
 impl Drop for Installed {
@@ -349,13 +349,21 @@ async fn install(
     match setup {
         Setup::None => return Ok(installed),
         Setup::Webhook => {
-            let webhook =
-                WebhookProcess::start(webhook_bin, &identities.webhook_kubeconfig).await?;
+            // The release webhook as its own process, serving TLS on loopback
+            // with a certificate from a CA generated for this run.
+            let webhook = LoopbackWebhook::launch(PolicySource::ConfigMap {
+                kubeconfig: &identities.webhook_kubeconfig,
+                name: "gitwarden-system/gitwarden-policy",
+            })
+            .binary(webhook_bin)
+            .log_level("warn")
+            .start()
+            .await?;
             let template = std::fs::read_to_string(
                 gitwarden_tests::cluster::repo_root()
                     .join("deploy/local/webhook-configuration.yaml"),
             )?;
-            let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&webhook.ca_pem);
+            let ca_bundle = base64::engine::general_purpose::STANDARD.encode(webhook.ca_pem());
             apply(
                 &admin,
                 &render(
@@ -542,89 +550,4 @@ where
         }
     }
     (all, failed)
-}
-
-/// The release webhook as its own process, serving TLS on loopback with a
-/// certificate from a CA generated for this run.
-struct WebhookProcess {
-    child: Child,
-    _dir: tempfile::TempDir,
-    url: String,
-    ca_pem: String,
-}
-
-impl Drop for WebhookProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl WebhookProcess {
-    async fn start(bin: &Path, kubeconfig: &Path) -> Result<WebhookProcess> {
-        let dir = tempfile::Builder::new()
-            .prefix("gitwarden-bench-e2e-")
-            .tempdir()?;
-        let ca = gitwarden_certs::CertificateAuthority::generate(
-            "gitwarden-bench-e2e-ca",
-            Duration::from_secs(24 * 3600),
-        )?;
-        let serving = ca.issue_serving_cert(
-            &["localhost"],
-            &["127.0.0.1".parse()?],
-            Duration::from_secs(24 * 3600),
-        )?;
-        std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem)?;
-        std::fs::write(dir.path().join("tls.key"), &serving.key_pem)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = std::fs::File::create(dir.path().join("webhook.log"))?;
-        let child = Command::new(bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--audit-dir")
-            .arg(dir.path().join("audit"))
-            .args(["--policy-configmap", "gitwarden-system/gitwarden-policy"])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting gitwarden-webhook")?;
-        let process = WebhookProcess {
-            child,
-            url: format!("https://127.0.0.1:{port}"),
-            ca_pem: ca.cert_pem().to_string(),
-            _dir: dir,
-        };
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?)
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(resp) = http.get(format!("{}/readyz", process.url)).send().await
-                && resp.status().is_success()
-            {
-                let body: serde_json::Value = resp.json().await?;
-                if body["policy"]["generation"].as_u64().unwrap_or(0) > 0 {
-                    return Ok(process);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "gitwarden-webhook not ready within 30s: {}",
-                    std::fs::read_to_string(process._dir.path().join("webhook.log"))
-                        .unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }

@@ -10,14 +10,15 @@
 //! acknowledged), a denial without a record is not.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use gitwarden_tests::admission_review::{AdmissionReview, managed_deployment};
+use gitwarden_tests::loopback::{LoopbackWebhook, PolicySource};
+use serde_json::Value;
 
 /// Fault-run settings.
 #[derive(Debug, clap::Args)]
@@ -36,89 +37,12 @@ pub struct Options {
     webhook_bin: Option<PathBuf>,
 }
 
-/// The webhook process, restartable on the same port, certificate and audit log.
-struct Webhook {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Webhook {
-    fn audit_dir(&self) -> PathBuf {
-        self.dir.join("audit")
-    }
-
-    fn spawn(&mut self) -> Result<()> {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("webhook.log"))?;
-        let child = Command::new(&self.bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
-            .arg("--tls-cert")
-            .arg(self.dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(self.dir.join("tls.key"))
-            .arg("--audit-dir")
-            .arg(self.audit_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // std's kill is SIGKILL on Unix: no graceful shutdown, no flush.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("gitwarden-webhook at {url} not ready within 30s")
-}
-
 /// A human's UPDATE of a gitwarden-managed Deployment: always denied, audited.
 fn denied_review(uid: &str) -> Vec<u8> {
-    let object = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "name": "web", "namespace": "shop",
-            "labels": { "app.kubernetes.io/managed-by": "gitwarden" } },
-        "spec": { "replicas": 3 }
-    });
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": { "group": "apps", "version": "v1", "kind": "Deployment" },
-            "resource": { "group": "apps", "version": "v1", "resource": "deployments" },
-            "namespace": "shop", "name": "web", "operation": "UPDATE",
-            "userInfo": { "username": "alice", "groups": ["system:authenticated"] },
-            "object": object, "oldObject": object, "dryRun": false
-        }
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
+    AdmissionReview::update(managed_deployment("shop", "web", 3))
+        .uid(uid)
+        .by("alice", &["system:authenticated"])
+        .to_bytes()
 }
 
 /// The audit record id named in a denial message.
@@ -160,27 +84,17 @@ async fn send(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<Opti
         .with_context(|| format!("a denial without an audit record id: {message:?}"))
 }
 
-/// Every record in the audit directory: request uid → record ids.
-fn stored_records(dir: &Path) -> Result<HashMap<String, Vec<String>>> {
+/// Every record of the audit log: request uid → record ids (damaged lines
+/// are `verify`'s to report; here only ids count).
+fn stored_records(webhook: &LoopbackWebhook) -> HashMap<String, Vec<String>> {
     let mut records: HashMap<String, Vec<String>> = HashMap::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path)?.lines() {
-            let Ok(record) = serde_json::from_str::<Value>(line) else {
-                continue; // verify reports damaged lines; here only ids count
-            };
-            if let (Some(uid), Some(id)) = (record["requestUid"].as_str(), record["id"].as_str()) {
-                records
-                    .entry(uid.to_owned())
-                    .or_default()
-                    .push(id.to_owned());
-            }
-        }
+    for record in webhook.audit_records() {
+        records
+            .entry(record.request_uid)
+            .or_default()
+            .push(record.id);
     }
-    Ok(records)
+    records
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -194,8 +108,6 @@ fn sibling(name: &str) -> Result<PathBuf> {
 /// Runs the fault scenario and prints what it found; fails when a denial a
 /// client saw has no record or the chain does not verify.
 pub async fn run(opts: Options) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let (ca, _, _) = crate::webhook::loopback_tls(tmp.path(), "fault-ca")?;
     let bin = match &opts.webhook_bin {
         Some(p) => p.clone(),
         None => sibling("gitwarden-webhook")?,
@@ -206,22 +118,15 @@ pub async fn run(opts: Options) -> Result<()> {
             bin.display()
         );
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut webhook = Webhook {
-        bin,
-        dir: tmp.path().to_owned(),
-        port,
-        child: None,
-    };
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?)
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let base = format!("https://127.0.0.1:{port}");
-    webhook.spawn()?;
-    wait_ready(&client, &base).await?;
+    // The built-in policy, no cluster; restartable on the same port,
+    // certificate and audit log.
+    let webhook = LoopbackWebhook::launch(PolicySource::BuiltIn)
+        .binary(&bin)
+        .log_level("warn")
+        .start()
+        .await?;
+    let client = webhook.http().clone();
+    let base = webhook.url.clone();
     println!(
         "fault run: {} denied reviews, {} workers, kill -9 after {} answers; audit log in {}",
         opts.requests,
@@ -284,20 +189,19 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let answered_at_kill = answered.load(Ordering::Relaxed);
     let killed = Instant::now();
-    webhook.kill9();
+    webhook.kill();
     let failures_before_restart = failed_attempts.load(Ordering::Relaxed);
-    webhook.spawn()?;
-    wait_ready(&client, &base).await?;
+    webhook.restart().await?;
     let downtime = killed.elapsed();
 
     for worker in workers {
         worker.await??;
     }
     let elapsed = started.elapsed();
-    webhook.kill9();
+    webhook.kill();
 
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
-    let stored = stored_records(&webhook.audit_dir())?;
+    let stored = stored_records(&webhook);
     let stored_ids: BTreeSet<&str> = stored.values().flatten().map(String::as_str).collect();
     let missing: Vec<&(String, String)> = seen
         .iter()
@@ -307,13 +211,8 @@ pub async fn run(opts: Options) -> Result<()> {
     // kill were recorded but never answered, and were retried (same uid).
     let extra = stored_ids.len().saturating_sub(seen.len());
     let uids_recorded_twice = stored.values().filter(|ids| ids.len() > 1).count();
-    let verify = Command::new(&webhook.bin)
-        .arg("verify")
-        .arg("--audit-dir")
-        .arg(webhook.audit_dir())
-        .output()
-        .context("running gitwarden-webhook verify")?;
-    let verify_text = String::from_utf8_lossy(&verify.stdout).trim().to_string();
+    let (verified, verify_text) = webhook.verify()?;
+    let verify_text = verify_text.trim().to_string();
     let verify_summary: Vec<&str> = verify_text
         .lines()
         .skip(1)
@@ -346,11 +245,7 @@ pub async fn run(opts: Options) -> Result<()> {
     println!(
         "  verify                    {} [{}]",
         verify_summary.join("; "),
-        if verify.status.success() {
-            "ok"
-        } else {
-            "BROKEN"
-        }
+        if verified { "ok" } else { "BROKEN" }
     );
     println!(
         "  time                      {:.2} s in all ({:.0} denials/s), kill to ready again {} ms",
@@ -365,7 +260,7 @@ pub async fn run(opts: Options) -> Result<()> {
             &missing[..missing.len().min(5)]
         );
     }
-    if !verify.status.success() {
+    if !verified {
         bail!("gitwarden-webhook verify failed:\n{verify_text}");
     }
     Ok(())

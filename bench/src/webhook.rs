@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use gitwarden_tests::admission_review::AdmissionReview;
 use serde_json::{Value, json};
 
 use crate::load::{Figures, drive};
@@ -68,18 +69,12 @@ fn review(
     old: Value,
     dry_run: bool,
 ) -> Vec<u8> {
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("bench-{uid}"),
-            "kind": { "group": "apps", "version": "v1", "kind": "Deployment" },
-            "resource": { "group": "apps", "version": "v1", "resource": "deployments" },
-            "namespace": "shop", "name": object["metadata"]["name"], "operation": "UPDATE",
-            "userInfo": { "username": user, "groups": groups },
-            "object": object, "oldObject": old, "dryRun": dry_run
-        }
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
+    AdmissionReview::update(object)
+        .old(old)
+        .uid(format!("bench-{uid}"))
+        .by(user, groups)
+        .dry_run(dry_run)
+        .to_bytes()
 }
 
 /// Allowed: controller writes (exempt identities) and a human's dry run.
@@ -262,10 +257,11 @@ fn print_row(r: &Row) {
 }
 
 /// A CA named `ca_name` and a serving certificate for 127.0.0.1 signed by
-/// it, written as `dir/tls.crt` and `dir/tls.key` where a webhook started
-/// with `--tls-cert`/`--tls-key` reads them: every bench that runs the real
-/// webhook on loopback needs exactly this.
-pub fn loopback_tls(
+/// it, written as `dir/tls.crt` and `dir/tls.key`: the floor baseline and
+/// the webhook serve the very same certificate files, so the TLS cost of the
+/// two is the same (the other benchmarks start the webhook through the test
+/// kit's `LoopbackWebhook`).
+fn loopback_tls(
     dir: &std::path::Path,
     ca_name: &str,
 ) -> Result<(

@@ -14,6 +14,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use gitwarden_agent::status::{AuditFate, GuardState, RefusalStage, Removal};
+use gitwarden_apply::AdmissionRefusal;
+use gitwarden_manifests::Location;
+use gitwarden_shared::audit::{AuditDecision, AuditRecord};
 use gitwarden_tests::Identity;
 use gitwarden_tests::loopback::LoopbackWebhook;
 use gitwarden_tests::webhook::apply;
@@ -23,9 +27,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use kube::Resource;
 use kube::api::Api;
-use serde_json::Value;
 
-use crate::common::{AgentSetup, ONE_GUARD, RunningAgent, shared_allow, wait_for};
+use crate::common::{AgentSetup, ONE_GUARD, RunningAgent, json, shared_allow, wait_for};
 
 /// The agent's username, as a ValidatingAdmissionPolicy sees it.
 const AGENT: &str = "system:serviceaccount:gitwarden-system:gitwarden-agent";
@@ -173,9 +176,9 @@ fn start_guarded(s: &AgentSetup, token: &tempfile::NamedTempFile, extra: &[&str]
 async fn armed(agent: &RunningAgent, commit: &str) {
     let ready = wait_for(Duration::from_secs(60), || async {
         let status = agent.status().await?;
-        (status["revision"] == commit
-            && status["lastSuccess"].is_string()
-            && status["admissionGuard"]["state"] == "armed")
+        (status.revision.as_deref() == Some(commit)
+            && status.last_success.is_some()
+            && status.admission_guard.state == GuardState::Armed)
             .then_some(())
     })
     .await;
@@ -362,18 +365,17 @@ async fn rogue_admission_objects_are_removed_within_seconds_and_recorded() {
     }
     // … and listed in /status, unaudited without --audit-url.
     let status = agent.status().await.unwrap();
-    let removed: Vec<&Value> = status["recentAdmissionRemovals"]
-        .as_array()
-        .unwrap()
+    let removed: Vec<&Removal> = status
+        .recent_admission_removals
         .iter()
-        .filter(|r| r["name"] == rogue_webhook.as_str() || r["name"] == rogue_policy.as_str())
+        .filter(|r| r.name == rogue_webhook || r.name == rogue_policy)
         .collect();
-    assert_eq!(removed.len(), 3, "{status:#}");
+    assert_eq!(removed.len(), 3, "{}", json(&status));
     assert!(
-        removed.iter().all(|r| r["audit"] == "notAudited"),
+        removed.iter().all(|r| r.audit == AuditFate::NotAudited),
         "{removed:#?}"
     );
-    assert!(status["admissionObjectsRemoved"].as_u64().unwrap() >= 3);
+    assert!(status.admission_objects_removed >= 3);
 
     // What git contains stays, untouched.
     assert_eq!(
@@ -387,7 +389,7 @@ async fn rogue_admission_objects_are_removed_within_seconds_and_recorded() {
     poke(&agent).await;
     let applied = wait_for(Duration::from_secs(30), || async {
         let status = agent.status().await?;
-        (status["revision"] == next.as_str() && status["error"].is_null()).then_some(())
+        (status.revision.as_deref() == Some(next.as_str()) && status.error.is_none()).then_some(())
     })
     .await;
     assert!(
@@ -440,11 +442,11 @@ async fn a_rogue_admission_object_held_by_a_finalizer_is_removed_and_counted_onc
     assert!(removed.is_some(), "still there:\n{}", agent.log());
     let counted = wait_for(Duration::from_secs(5), || async {
         let status = agent.status().await?;
-        let removals = status["recentAdmissionRemovals"].as_array()?.clone();
         Some(
-            removals
-                .into_iter()
-                .filter(|r| r["name"] == rogue.as_str())
+            status
+                .recent_admission_removals
+                .iter()
+                .filter(|r| r.name == rogue)
                 .count(),
         )
     })
@@ -544,7 +546,7 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = agent.status().await.unwrap();
     assert_eq!(
-        status["admissionObjectsRestored"], 0,
+        status.admission_objects_restored, 0,
         "the CA bundle must not be fought"
     );
 
@@ -622,25 +624,24 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
         "{series} missing:\n{metrics}"
     );
     let status = agent.status().await.unwrap();
-    assert_eq!(status["admissionObjectsRemoved"], 0, "{status:#}");
+    assert_eq!(status.admission_objects_removed, 0, "{}", json(&status));
     // Restored once per change, then settled: no fight with the re-apply.
-    let restores = status["admissionObjectsRestored"].as_u64().unwrap();
-    assert!((1..=2).contains(&restores), "{status:#}");
+    let restores = status.admission_objects_restored;
+    assert!((1..=2).contains(&restores), "{}", json(&status));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = agent.status().await.unwrap();
-    assert_eq!(later["admissionObjectsRestored"].as_u64(), Some(restores));
+    assert_eq!(later.admission_objects_restored, restores);
     // And the restore is in the audit log, as the agent's own update.
     let record = wait_for(Duration::from_secs(20), || async {
-        audit_log
-            .records()
-            .into_iter()
-            .find(|r| r["reason"] == "admission_object_restored" && r["name"] == name.as_str())
+        audit_log.records().into_iter().find(|r| {
+            r.reason == "admission_object_restored" && r.name.as_deref() == Some(name.as_str())
+        })
     })
     .await
     .unwrap_or_else(|| panic!("no restore record: {:#?}", audit_log.records()));
-    assert_eq!(record["decision"], "removed");
-    assert_eq!(record["operation"], "UPDATE");
-    assert_eq!(record["user"], AGENT);
+    assert_eq!(record.decision, AuditDecision::Removed);
+    assert_eq!(record.operation, "UPDATE");
+    assert_eq!(record.user, AGENT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -741,7 +742,7 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
 
     let status = wait_for(Duration::from_secs(60), || async {
         let status = agent.status().await?;
-        (status["admissionRefusals"].as_array()?.len() == 1).then_some(status)
+        (status.admission_refusals.len() == 1).then_some(status)
     })
     .await;
     let Some(status) = status else {
@@ -751,29 +752,35 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
             agent.log()
         )
     };
-    let refusal = &status["admissionRefusals"][0];
+    let refusal = &status.admission_refusals[0];
+    // The object as written (`v1 ConfigMap ns/name`): ObjectRef's own
+    // equality ignores the version.
     assert_eq!(
-        refusal["object"],
+        refusal.object.to_string(),
         format!("v1 ConfigMap {ns}/refused"),
-        "{refusal:#}"
+        "{refusal:#?}"
     );
     assert_eq!(
-        refusal["location"],
-        serde_json::json!({"file": "app/refused.yaml", "line": 1}),
-        "{refusal:#}"
+        refusal.location,
+        Location::new("app/refused.yaml", 1),
+        "{refusal:#?}"
     );
-    assert_eq!(refusal["stage"], "dryRun", "{refusal:#}");
+    assert_eq!(refusal.stage, RefusalStage::DryRun, "{refusal:#?}");
     assert_eq!(
-        refusal["refusedBy"],
-        serde_json::json!({"type": "validatingAdmissionPolicy", "policy": refuser, "binding": refuser}),
-        "{refusal:#}"
+        refusal.refused_by,
+        AdmissionRefusal::ValidatingAdmissionPolicy {
+            policy: refuser.clone(),
+            binding: Some(refuser.clone()),
+        },
+        "{refusal:#?}"
     );
     assert!(
-        status["error"].as_str().unwrap_or("").contains(&refuser),
-        "the error names the policy: {status:#}"
+        status.error.as_deref().unwrap_or("").contains(&refuser),
+        "the error names the policy: {}",
+        json(&status)
     );
     assert!(
-        status["lastSuccess"].is_null(),
+        status.last_success.is_none(),
         "nothing of {commit} was applied"
     );
 
@@ -807,7 +814,12 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
     );
 
     // The guard is armed and spares the allowed policy.
-    assert_eq!(status["admissionGuard"]["state"], "armed", "{status:#}");
+    assert_eq!(
+        status.admission_guard.state,
+        GuardState::Armed,
+        "{}",
+        json(&status)
+    );
     assert!(
         uid_of::<ValidatingAdmissionPolicy>(&s, &refuser)
             .await
@@ -839,7 +851,7 @@ impl AuditWebhook {
     }
 
     /// Every record of the audit log.
-    fn records(&self) -> Vec<Value> {
+    fn records(&self) -> Vec<AuditRecord> {
         self.webhook.audit_records()
     }
 }
@@ -881,10 +893,9 @@ async fn a_removed_admission_object_is_recorded_in_the_audit_log_as_removed() {
         agent.log()
     );
     let record = wait_for(Duration::from_secs(20), || async {
-        webhook
-            .records()
-            .into_iter()
-            .find(|r| r["decision"] == "removed" && r["name"] == rogue.as_str())
+        webhook.records().into_iter().find(|r| {
+            r.decision == AuditDecision::Removed && r.name.as_deref() == Some(rogue.as_str())
+        })
     })
     .await;
     let Some(record) = record else {
@@ -894,23 +905,19 @@ async fn a_removed_admission_object_is_recorded_in_the_audit_log_as_removed() {
             agent.log()
         )
     };
+    assert_eq!(record.reason, "admission_object_not_in_git", "{record:#?}");
+    assert_eq!(record.operation, "DELETE");
+    assert_eq!(record.group, "admissionregistration.k8s.io");
+    assert_eq!(record.resource, "validatingwebhookconfigurations");
     assert_eq!(
-        record["reason"], "admission_object_not_in_git",
-        "{record:#}"
-    );
-    assert_eq!(record["operation"], "DELETE");
-    assert_eq!(record["group"], "admissionregistration.k8s.io");
-    assert_eq!(record["resource"], "validatingwebhookconfigurations");
-    assert_eq!(
-        record["user"], AGENT,
+        record.user, AGENT,
         "the webhook names the authenticated agent"
     );
     let status = agent.status().await.unwrap();
-    let removal = status["recentAdmissionRemovals"]
-        .as_array()
-        .unwrap()
+    let removal = status
+        .recent_admission_removals
         .iter()
-        .find(|r| r["name"] == rogue.as_str())
+        .find(|r| r.name == rogue)
         .cloned();
-    assert_eq!(removal.unwrap()["audit"], "queued");
+    assert_eq!(removal.unwrap().audit, AuditFate::Queued);
 }

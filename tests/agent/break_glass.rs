@@ -12,13 +12,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use gitwarden_agent::status::Status;
+use gitwarden_apply::{Held, Kept};
+use gitwarden_manifests::ObjectRef;
 use gitwarden_tests::Identity;
 use gitwarden_tests::loopback::LoopbackWebhook;
 use gitwarden_tests::webhook::{apply, render};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-use crate::common::{AgentSetup, RunningAgent, wait_for};
+use crate::common::{AgentSetup, RunningAgent, json as to_json, wait_for};
 
 const VALIDATING: &str = "validatingwebhookconfiguration";
 const MUTATING: &str = "mutatingwebhookconfiguration";
@@ -150,23 +153,37 @@ async fn poke(agent: &RunningAgent) {
 async fn synced(agent: &RunningAgent, commit: &str) -> bool {
     wait_for(Duration::from_secs(30), || async {
         let status = agent.status().await?;
-        (status["revision"] == commit && status["lastSuccess"].is_string()).then_some(())
+        (status.revision.as_deref() == Some(commit) && status.last_success.is_some()).then_some(())
     })
     .await
     .is_some()
 }
 
-/// The entries of the last report's `breakGlass.<list>` naming ConfigMap `name`.
-fn break_glass_entries(status: &Value, list: &str, name: &str) -> Vec<Value> {
-    let suffix = format!("/{name}");
-    status["lastReport"]["breakGlass"][list]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|entry| {
-            let object = entry["object"].as_str().or(entry.as_str()).unwrap_or("");
-            object.starts_with("v1 ConfigMap ") && object.ends_with(&suffix)
-        })
+/// Whether `object` is the (namespaced) ConfigMap `name`, written
+/// `v1 ConfigMap <namespace>/<name>`.
+fn is_config_map(object: &ObjectRef, name: &str) -> bool {
+    let written = object.to_string();
+    written.starts_with("v1 ConfigMap ") && written.ends_with(&format!("/{name}"))
+}
+
+/// The entries of the last report's `breakGlass.held` naming ConfigMap `name`.
+fn held_entries(status: &Status, name: &str) -> Vec<Held> {
+    status
+        .last_report
+        .iter()
+        .flat_map(|report| &report.break_glass.held)
+        .filter(|entry| is_config_map(&entry.object, name))
+        .cloned()
+        .collect()
+}
+
+/// The entries of the last report's `breakGlass.kept` naming ConfigMap `name`.
+fn kept_entries(status: &Status, name: &str) -> Vec<Kept> {
+    status
+        .last_report
+        .iter()
+        .flat_map(|report| &report.break_glass.kept)
+        .filter(|entry| is_config_map(&entry.object, name))
         .cloned()
         .collect()
 }
@@ -261,20 +278,13 @@ async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unl
     poke(&agent).await;
     let held = wait_for(Duration::from_secs(20), || async {
         let status = agent.status().await?;
-        let held = break_glass_entries(&status, "held", "hotfix");
+        let held = held_entries(&status, "hotfix");
         (!held.is_empty()).then_some(held)
     })
     .await;
     let held = held.unwrap_or_else(|| panic!("hotfix never reported held:\n{}", agent.log()));
-    assert_eq!(held[0]["inGit"], false);
-    assert_eq!(
-        held[0]["until"]
-            .as_str()
-            .unwrap()
-            .parse::<jiff::Timestamp>()
-            .unwrap(),
-        until
-    );
+    assert!(!held[0].in_git);
+    assert_eq!(held[0].until, until);
     assert!(
         jiff::Timestamp::now() < until,
         "the window closed before the test could observe it held; raise the TTL"
@@ -333,23 +343,18 @@ async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unl
     // close a moment after hotfix's, so perhaps one sync later).
     let kept = wait_for(Duration::from_secs(20), || async {
         let status = agent.status().await?;
-        let kept = break_glass_entries(&status, "kept", "keepme");
+        let kept = kept_entries(&status, "keepme");
         (!kept.is_empty()).then_some((status, kept))
     })
     .await;
     let (status, kept) =
         kept.unwrap_or_else(|| panic!("keepme never reported kept:\n{}", agent.log()));
     assert!(
-        kept[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("gitwarden.io/prune: disabled"),
-        "{status}"
+        kept[0].reason.contains("gitwarden.io/prune: disabled"),
+        "{}",
+        to_json(&status)
     );
-    assert!(
-        status["breakGlassDeleted"].as_u64().unwrap() >= 1,
-        "{status}"
-    );
+    assert!(status.break_glass_deleted >= 1, "{}", to_json(&status));
     assert_eq!(configmap_field(&s, "keepme", "{.data.k}"), "by-hand");
     // What git contains is untouched.
     assert_eq!(configmap_field(&s, "settings", "{.data.greeting}"), "hello");
@@ -421,9 +426,9 @@ async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_
         agent.log()
     );
     let status = agent.status().await.unwrap();
-    let held = break_glass_entries(&status, "held", "settings");
-    assert_eq!(held.len(), 1, "{status}");
-    assert_eq!(held[0]["inGit"], true);
+    let held = held_entries(&status, "settings");
+    assert_eq!(held.len(), 1, "{}", to_json(&status));
+    assert!(held[0].in_git);
     assert!(
         jiff::Timestamp::now() < until,
         "window closed too early; raise the TTL"
@@ -475,13 +480,11 @@ async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_
         agent.log()
     );
     let status = agent.status().await.unwrap();
+    assert!(status.break_glass_reverted >= 1, "{}", to_json(&status));
     assert!(
-        status["breakGlassReverted"].as_u64().unwrap() >= 1,
-        "{status}"
-    );
-    assert!(
-        break_glass_entries(&status, "held", "settings").is_empty(),
-        "{status}"
+        held_entries(&status, "settings").is_empty(),
+        "{}",
+        to_json(&status)
     );
     drop(webhook);
 }

@@ -3,10 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use gitwarden_agent::status::{Status, Synced};
+use gitwarden_apply::{Action, SyncReport};
 pub use gitwarden_tests::wait_for;
 use gitwarden_tests::webhook::apply;
 use gitwarden_tests::{Identity, TestCluster, TestNamespace};
-use serde_json::Value;
+use serde::Serialize;
 
 pub struct AgentSetup {
     pub cluster: &'static TestCluster,
@@ -24,34 +26,40 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn report(&self) -> Value {
+    /// The whole `sync -o json` document.
+    pub fn synced(&self) -> Synced {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!("not a JSON report ({e}):\n{}\n{}", self.stdout, self.stderr)
         })
     }
+
+    /// The report of `sync -o json`.
+    pub fn report(&self) -> SyncReport {
+        self.synced().report
+    }
 }
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// A value as JSON, for assertion messages.
+pub fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("<not serialisable: {e}>"))
 }
+
+/// GET `{url}/status`: `None` while the agent does not answer with JSON; a
+/// JSON body that is not the agent's [`Status`] fails the test.
+pub async fn fetch_status(url: &str) -> Option<Status> {
+    let body: serde_json::Value = reqwest::get(format!("{url}/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("/status is not the agent's Status ({e}): {body:#}")),
+    )
+}
+
+pub use gitwarden_tests::git::git;
 
 /// The agent's namespace, RBAC and token: set up once per test binary.
 static AGENT_KUBECONFIG: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
@@ -159,11 +167,11 @@ impl AgentSetup {
         }
     }
 
-    /// `gitwarden-agent sync -o json`, which must succeed; returns the report.
-    pub fn sync(&self) -> Value {
+    /// `gitwarden-agent sync -o json`, which must succeed; returns what it printed.
+    pub fn sync(&self) -> Synced {
         let run = self.agent("sync", &["-o", "json"]);
         assert_eq!(run.code, 0, "sync failed:\n{}\n{}", run.stdout, run.stderr);
-        run.report()
+        run.synced()
     }
 
     /// kubectl as admin in the test namespace.
@@ -174,18 +182,14 @@ impl AgentSetup {
     }
 }
 
-/// The actions of a report, as (object, action) pairs.
-pub fn actions(report: &Value) -> Vec<(String, String)> {
-    report["report"]["applied"]
-        .as_array()
-        .unwrap()
+/// The actions of a sync, as (object, action) pairs; the object in its
+/// written form (`apps/v1 Deployment ns/web`, version included).
+pub fn actions(synced: &Synced) -> Vec<(String, Action)> {
+    synced
+        .report
+        .applied
         .iter()
-        .map(|o| {
-            (
-                o["object"].as_str().unwrap().to_string(),
-                o["action"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|o| (o.object.to_string(), o.action.clone()))
         .collect()
 }
 
@@ -269,13 +273,8 @@ impl AgentSetup {
 }
 
 impl RunningAgent {
-    pub async fn status(&self) -> Option<Value> {
-        reqwest::get(format!("{}/status", self.url))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+    pub async fn status(&self) -> Option<Status> {
+        fetch_status(&self.url).await
     }
 
     /// The agent's /metrics text.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use gitwarden_agent::status::Status;
 
 use crate::common::{AgentSetup, RunningAgent, wait_for};
 
@@ -13,24 +13,24 @@ const WEB: &str = concat!(
     "    spec:\n      containers:\n        - name: web\n          image: registry.example/web:1\n",
 );
 
-async fn status(agent: &RunningAgent) -> Value {
+async fn status(agent: &RunningAgent) -> Status {
     agent.status().await.unwrap_or_default()
 }
 
 /// Waits until the agent has not started a sync for `quiet`, and returns the
 /// last attempt's time then.
-async fn settled(agent: &RunningAgent, quiet: Duration) -> Value {
+async fn settled(agent: &RunningAgent, quiet: Duration) -> Option<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut last = status(agent).await["lastAttempt"].clone();
+    let mut last = status(agent).await.last_attempt;
     loop {
         tokio::time::sleep(quiet).await;
-        let now = status(agent).await["lastAttempt"].clone();
+        let now = status(agent).await.last_attempt;
         if now == last {
             return now;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the agent kept syncing (last attempt {now}):\n{}",
+            "the agent kept syncing (last attempt {now:?}):\n{}",
             agent.log()
         );
         last = now;
@@ -44,7 +44,7 @@ async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     let first = wait_for(Duration::from_secs(30), || async {
         let st = agent.status().await?;
-        (st["revision"] == commit.as_str() && st["lastSuccess"].is_string()).then_some(())
+        (st.revision.as_deref() == Some(commit.as_str()) && st.last_success.is_some()).then_some(())
     })
     .await;
     assert!(
@@ -93,7 +93,7 @@ async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        status(&agent).await["lastAttempt"].clone(),
+        status(&agent).await.last_attempt,
         before,
         "a status-only update started a resync:\n{}",
         agent.log()
@@ -103,7 +103,7 @@ async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
     s.kubectl(&["annotate", "deployment", "web", "team=checkout"])
         .expect_success();
     let resynced = wait_for(Duration::from_secs(20), || async {
-        (status(&agent).await["lastAttempt"] != before).then_some(())
+        (status(&agent).await.last_attempt != before).then_some(())
     })
     .await;
     assert!(

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use gitwarden_agent::standby::{Standing, StuckReason};
+use gitwarden_agent::status::Role;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -35,8 +37,8 @@ fn gauge(metrics: &str) -> Option<f64> {
         .ok()
 }
 
-async fn leader_election(agent: &RunningAgent) -> Option<Value> {
-    Some(agent.status().await?["leaderElection"].clone())
+async fn leader_election(agent: &RunningAgent) -> Option<Standing> {
+    Some(agent.status().await?.leader_election)
 }
 
 /// The LeaderUnavailable Events on the Lease `gitwarden-agent` in the test namespace.
@@ -97,7 +99,7 @@ async fn an_agent_kept_from_leading_by_a_foreign_lease_holder_reports_it_stuck()
 
     let stuck = wait_for(Duration::from_secs(30), || async {
         let election = leader_election(&agent).await?;
-        (election["state"] == "stuck").then_some(election)
+        election.is_stuck().then_some(election)
     })
     .await;
     let Some(stuck) = stuck else {
@@ -107,9 +109,17 @@ async fn an_agent_kept_from_leading_by_a_foreign_lease_holder_reports_it_stuck()
             agent.log()
         )
     };
-    let since =
-        |field: &str| -> jiff::Timestamp { stuck[field].as_str().unwrap().parse().unwrap() };
-    let waited = since("stuckSince").duration_since(since("waitingSince"));
+    let Standing::Stuck {
+        holder,
+        waiting_since,
+        stuck_since,
+        reason,
+        message,
+    } = &stuck
+    else {
+        unreachable!("waited for a stuck standing: {stuck:#?}")
+    };
+    let waited = stuck_since.duration_since(*waiting_since);
     eprintln!(
         "reported stuck {:?} after the agent answered; waited {waited:#} before calling it stuck (threshold 6s)",
         started.elapsed()
@@ -118,18 +128,28 @@ async fn an_agent_kept_from_leading_by_a_foreign_lease_holder_reports_it_stuck()
         waited >= jiff::SignedDuration::from_secs(6),
         "stuck too early: {waited:#}"
     );
-    assert_eq!(stuck["holder"]["identity"], "mallory", "{stuck:#}");
-    assert_eq!(stuck["holder"]["leaseSeconds"], 3600, "{stuck:#}");
-    assert_eq!(stuck["holder"]["renewing"], false, "{stuck:#}");
-    assert_eq!(stuck["reason"]["type"], "holderNotRenewing", "{stuck:#}");
-    assert!(stuck["waitingSince"].is_string() && stuck["stuckSince"].is_string());
-    assert!(
-        stuck["message"].as_str().unwrap().contains("mallory"),
-        "{stuck:#}"
+    assert_eq!(
+        holder.as_ref().map(|h| h.identity.as_str()),
+        Some("mallory"),
+        "{stuck:#?}"
     );
+    assert_eq!(
+        holder.as_ref().map(|h| h.lease_seconds),
+        Some(3600),
+        "{stuck:#?}"
+    );
+    assert_eq!(
+        holder.as_ref().map(|h| h.renewing),
+        Some(false),
+        "{stuck:#?}"
+    );
+    assert_eq!(*reason, StuckReason::HolderNotRenewing, "{stuck:#?}");
+    // `waitingSince` and `stuckSince` are timestamps: `Standing::Stuck`
+    // requires both, so the deserialisation above checked them.
+    assert!(message.contains("mallory"), "{stuck:#?}");
     let status = agent.status().await.unwrap();
-    assert_eq!(status["role"], "standby");
-    assert!(status["revision"].is_null(), "a standby never syncs");
+    assert_eq!(status.role, Role::Standby);
+    assert!(status.revision.is_none(), "a standby never syncs");
     assert_eq!(gauge(&agent.metrics().await.unwrap()), Some(1.0));
 
     let event = wait_for(Duration::from_secs(10), || async {
@@ -169,8 +189,9 @@ async fn an_agent_kept_from_leading_by_a_foreign_lease_holder_reports_it_stuck()
         .unwrap();
     let leading = wait_for(Duration::from_secs(30), || async {
         let status = agent.status().await?;
-        (status["leaderElection"]["state"] == "leading" && status["revision"] == commit.as_str())
-            .then_some(())
+        (status.leader_election == Standing::Leading
+            && status.revision.as_deref() == Some(commit.as_str()))
+        .then_some(())
     })
     .await;
     assert!(
@@ -188,7 +209,7 @@ async fn a_standby_behind_a_healthy_leader_is_waiting_not_stuck() {
     let leader = s.start_agent(&TIMINGS);
     let led = wait_for(Duration::from_secs(30), || async {
         let status = leader.status().await?;
-        (status["revision"] == commit.as_str()).then_some(())
+        (status.revision.as_deref() == Some(commit.as_str())).then_some(())
     })
     .await;
     assert!(
@@ -200,8 +221,14 @@ async fn a_standby_behind_a_healthy_leader_is_waiting_not_stuck() {
     // Well past the 6 s threshold.
     tokio::time::sleep(Duration::from_secs(9)).await;
     let election = leader_election(&standby).await.unwrap();
-    assert_eq!(election["state"], "waiting", "{election:#}");
-    assert_eq!(election["holder"]["renewing"], true, "{election:#}");
+    let Standing::Waiting { holder, .. } = &election else {
+        panic!("not waiting: {election:#?}")
+    };
+    assert_eq!(
+        holder.as_ref().map(|h| h.renewing),
+        Some(true),
+        "{election:#?}"
+    );
     assert_eq!(gauge(&standby.metrics().await.unwrap()), Some(0.0));
     assert!(stuck_events(&s).is_empty());
 }

@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use gitwarden_agent::status::Status;
+use gitwarden_apply::{Action, SyncReport};
 use gitwarden_tests::webhook::apply;
 use gitwarden_tests::{Identity, TestCluster, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 
-use crate::common::git;
+use crate::common::{Run, fetch_status, git, json};
 
 /// Namespaces of the repository, and ConfigMaps in each: a few hundred objects,
 /// so that the first sync is still writing when the API server is killed.
@@ -120,13 +121,8 @@ impl Agent {
         }
     }
 
-    async fn status(&self) -> Option<Value> {
-        reqwest::get(format!("{}/status", self.url))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+    async fn status(&self) -> Option<Status> {
+        fetch_status(&self.url).await
     }
 
     async fn metric(&self, name: &str) -> Option<f64> {
@@ -210,18 +206,21 @@ async fn inventory(client: &kube::Client) -> (BTreeSet<String>, BTreeSet<String>
     (revisions, objects)
 }
 
-fn failed_objects(report: &Value) -> Vec<String> {
-    report["applied"]
-        .as_array()
-        .map(|objects| {
-            objects
+/// The objects of the report (none without one) that did not end created,
+/// configured or unchanged.
+fn failed_objects(report: Option<&SyncReport>) -> Vec<String> {
+    report
+        .map(|report| {
+            report
+                .applied
                 .iter()
                 .filter(|o| {
-                    o["action"] != "created"
-                        && o["action"] != "configured"
-                        && o["action"] != "unchanged"
+                    !matches!(
+                        o.action,
+                        Action::Created | Action::Configured | Action::Unchanged
+                    )
                 })
-                .map(|o| o.to_string())
+                .map(|o| serde_json::to_string(o).unwrap())
                 .collect()
         })
         .unwrap_or_default()
@@ -278,7 +277,7 @@ async fn the_agent_converges_with_nothing_half_applied_after_the_api_server_is_k
     // While it is down, the agent reports the error and has never succeeded.
     let outage = wait_for(Duration::from_secs(60), || async {
         let status = agent.status().await?;
-        let error = status["error"].as_str()?.to_string();
+        let error = status.error.clone()?;
         Some((error, status))
     })
     .await;
@@ -290,17 +289,18 @@ async fn the_agent_converges_with_nothing_half_applied_after_the_api_server_is_k
     });
     eprintln!("status while down: {error}");
     assert!(
-        status["lastSuccess"].is_null(),
-        "the first sync finished before the kill, so the kill did not hit a sync in flight: {status}"
+        status.last_success.is_none(),
+        "the first sync finished before the kill, so the kill did not hit a sync in flight: {}",
+        json(&status)
     );
 
     cluster.start_again().unwrap();
     let converged = wait_for(Duration::from_secs(180), || async {
         let status = agent.status().await?;
-        let done = status["revision"] == commit.as_str()
-            && status["lastSuccess"].is_string()
-            && status["error"].is_null()
-            && failed_objects(&status["lastReport"]).is_empty();
+        let done = status.revision.as_deref() == Some(commit.as_str())
+            && status.last_success.is_some()
+            && status.error.is_none()
+            && failed_objects(status.last_report.as_ref()).is_empty();
         done.then_some(status)
     })
     .await
@@ -319,11 +319,12 @@ async fn the_agent_converges_with_nothing_half_applied_after_the_api_server_is_k
         "the outage was not counted in gitwarden_agent_sync_failures_total"
     );
     eprintln!(
-        "converged after {failures} failed syncs; last report: {} objects, {} write requests",
-        converged["lastReport"]["applied"]
-            .as_array()
-            .map_or(0, Vec::len),
-        converged["lastReport"]["writeRequests"]
+        "converged after {failures} failed syncs; last report: {} objects, {:?} write requests",
+        converged
+            .last_report
+            .as_ref()
+            .map_or(0, |r| r.applied.len()),
+        converged.last_report.as_ref().map(|r| r.write_requests)
     );
 
     // 1. Every object exists with git's content; 3. nothing else is labelled managed.
@@ -395,13 +396,14 @@ async fn the_agent_converges_with_nothing_half_applied_after_the_api_server_is_k
         "resync failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&resync.stderr)
     );
-    let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["report"]["writeRequests"], 0, "{report}");
-    assert_eq!(
-        report["report"]["applied"].as_array().map(Vec::len),
-        Some(total),
-        "{report}"
-    );
+    let report = Run {
+        code: resync.status.code().unwrap_or(-1),
+        stdout: stdout.into_owned(),
+        stderr: String::from_utf8_lossy(&resync.stderr).into_owned(),
+    }
+    .report();
+    assert_eq!(report.write_requests, 0, "{}", json(&report));
+    assert_eq!(report.applied.len(), total, "{}", json(&report));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

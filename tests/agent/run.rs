@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use gitwarden_agent::status::Role;
+
 use crate::common::{AgentSetup, wait_for};
 
 const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n";
@@ -9,7 +11,7 @@ const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\
 async fn synced(agent: &crate::common::RunningAgent, commit: &str) -> bool {
     wait_for(Duration::from_secs(30), || async {
         let status = agent.status().await?;
-        (status["revision"] == commit && status["lastSuccess"].is_string()).then_some(())
+        (status.revision.as_deref() == Some(commit) && status.last_success.is_some()).then_some(())
     })
     .await
     .is_some()
@@ -55,7 +57,7 @@ async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
     // inventory write and Events), a moment after the object is back.
     let counted = wait_for(Duration::from_secs(20), || async {
         let status = agent.status().await?;
-        (status["driftHealed"].as_u64()? >= 1).then_some(())
+        (status.drift_healed >= 1).then_some(())
     })
     .await;
     assert!(
@@ -148,7 +150,7 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
     assert!(synced(&first, &commit).await, "{}", first.log());
     let second = s.start_agent(&lease);
     let standby = wait_for(Duration::from_secs(10), || async {
-        (second.status().await?["role"] == "standby").then_some(())
+        (second.status().await?.role == Role::Standby).then_some(())
     })
     .await;
     assert!(
@@ -157,12 +159,12 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
         second.log()
     );
     assert!(
-        second.status().await.unwrap()["lastAttempt"].is_null(),
+        second.status().await.unwrap().last_attempt.is_none(),
         "a standby must never sync"
     );
     first.kill();
     let took_over = wait_for(Duration::from_secs(20), || async {
-        (second.status().await?["role"] == "leader").then_some(())
+        (second.status().await?.role == Role::Leader).then_some(())
     })
     .await;
     assert!(

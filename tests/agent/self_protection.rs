@@ -15,11 +15,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use gitwarden_agent::status::{GuardState, Removal};
 use gitwarden_tests::Identity;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-use crate::common::{AgentSetup, RunningAgent, wait_for};
+use crate::common::{AgentSetup, RunningAgent, json as to_json, wait_for};
 
 const VALIDATING: &str = "validatingwebhookconfiguration";
 const MUTATING: &str = "mutatingwebhookconfiguration";
@@ -113,7 +114,7 @@ fn unanswered_url() -> String {
 async fn synced(agent: &RunningAgent, commit: &str) -> bool {
     wait_for(Duration::from_secs(30), || async {
         let status = agent.status().await?;
-        (status["revision"] == commit && status["lastSuccess"].is_string()).then_some(())
+        (status.revision.as_deref() == Some(commit) && status.last_success.is_some()).then_some(())
     })
     .await
     .is_some()
@@ -283,7 +284,7 @@ async fn a_deleted_or_weakened_webhook_configuration_is_healed_from_git() {
     // a moment after the object and its Event are back.
     let counted = wait_for(Duration::from_secs(10), || async {
         let status = agent.status().await?;
-        (status["driftHealed"].as_u64()? >= 1).then_some(())
+        (status.drift_healed >= 1).then_some(())
     })
     .await;
     assert!(
@@ -349,12 +350,16 @@ async fn a_deleted_or_weakened_webhook_configuration_is_healed_from_git() {
     // The guard was on all along and took gitwarden's own configurations
     // for what they are: git's.
     let status = agent.status().await.unwrap();
-    assert_eq!(status["admissionGuard"]["state"], "armed", "{status:#}");
-    let removed: Vec<&Value> = status["recentAdmissionRemovals"]
-        .as_array()
-        .unwrap()
+    assert_eq!(
+        status.admission_guard.state,
+        GuardState::Armed,
+        "{}",
+        to_json(&status)
+    );
+    let removed: Vec<&Removal> = status
+        .recent_admission_removals
         .iter()
-        .filter(|r| r["name"] == name.as_str())
+        .filter(|r| r.name == name)
         .collect();
     assert!(removed.is_empty(), "{removed:#?}");
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::common::{AgentSetup, actions};
+use gitwarden_apply::Action;
+
+use crate::common::{AgentSetup, actions, json};
 
 const APP: &str = concat!(
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n",
@@ -20,10 +22,11 @@ async fn a_first_sync_applies_the_commit_and_a_resync_sends_no_writes() {
         "first",
     );
     let first = s.sync();
-    assert_eq!(first["commit"], commit.as_str());
+    assert_eq!(first.commit, commit);
     assert!(
-        actions(&first).iter().all(|(_, a)| a == "created"),
-        "{first}"
+        actions(&first).iter().all(|(_, a)| *a == Action::Created),
+        "{}",
+        json(&first.report)
     );
     let label = s.kubectl(&[
         "get",
@@ -34,10 +37,11 @@ async fn a_first_sync_applies_the_commit_and_a_resync_sends_no_writes() {
     ]);
     assert_eq!(label.expect_success(), "gitwarden");
     let again = s.sync();
-    assert_eq!(again["report"]["writeRequests"], 0, "{again}");
+    assert_eq!(again.report.write_requests, 0, "{}", json(&again.report));
     assert!(
-        actions(&again).iter().all(|(_, a)| a == "unchanged"),
-        "{again}"
+        actions(&again).iter().all(|(_, a)| *a == Action::Unchanged),
+        "{}",
+        json(&again.report)
     );
 }
 
@@ -64,15 +68,12 @@ async fn a_new_commit_is_applied_and_a_deleted_file_is_pruned() {
     assert!(
         actions(&report).contains(&(
             "v1 ConfigMap ".to_string() + s.ns() + "/settings",
-            "configured".to_string()
+            Action::Configured
         )),
-        "{report}"
+        "{}",
+        json(&report.report)
     );
-    assert_eq!(
-        report["report"]["pruned"].as_array().unwrap().len(),
-        1,
-        "{report}"
-    );
+    assert_eq!(report.report.pruned.len(), 1, "{}", json(&report.report));
     assert_eq!(
         s.kubectl(&[
             "get",
@@ -173,8 +174,11 @@ async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverte
     let held = s.sync();
     let web = format!("apps/v1 Deployment {}/web", s.ns());
     assert!(
-        actions(&held).contains(&(web.clone(), "breakGlass".to_string())),
-        "{held}"
+        actions(&held)
+            .iter()
+            .any(|(o, a)| *o == web && matches!(a, Action::BreakGlass(_))),
+        "{}",
+        json(&held.report)
     );
     assert_eq!(
         s.kubectl(&[
@@ -195,8 +199,11 @@ async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverte
     tokio::time::sleep(Duration::from_secs_f64(left + 1.0)).await;
     let reverted = s.sync();
     assert!(
-        !actions(&reverted).contains(&(web, "breakGlass".to_string())),
-        "{reverted}"
+        !actions(&reverted)
+            .iter()
+            .any(|(o, a)| *o == web && matches!(a, Action::BreakGlass(_))),
+        "{}",
+        json(&reverted.report)
     );
     assert_eq!(
         s.kubectl(&[
@@ -261,8 +268,9 @@ async fn a_role_and_its_binding_added_in_one_commit_are_applied_with_the_shipped
     s.commit(&[("rbac/deployer.yaml", RBAC)], "rbac from git");
     let report = s.sync();
     assert!(
-        actions(&report).iter().all(|(_, a)| a == "created"),
-        "{report}"
+        actions(&report).iter().all(|(_, a)| *a == Action::Created),
+        "{}",
+        json(&report.report)
     );
     let bound = s.kubectl(&[
         "get",
@@ -292,7 +300,7 @@ async fn a_resync_of_many_objects_read_by_one_list_rewrites_only_what_changed_ou
     let s = AgentSetup::new("agent-many").await;
     s.commit(&[("app/many.yaml", &many_config_maps(40))], "many");
     let first = s.sync();
-    assert_eq!(first["report"]["writeRequests"], 41, "{first}");
+    assert_eq!(first.report.write_requests, 41, "{}", json(&first.report));
     s.kubectl(&[
         "patch",
         "configmap",
@@ -307,17 +315,18 @@ async fn a_resync_of_many_objects_read_by_one_list_rewrites_only_what_changed_ou
 
     let again = s.sync();
     let object = |name: &str| format!("v1 ConfigMap {}/{name}", s.ns());
-    let changed: Vec<(String, String)> = actions(&again)
+    let changed: Vec<(String, Action)> = actions(&again)
         .into_iter()
-        .filter(|(_, action)| action != "unchanged")
+        .filter(|(_, action)| *action != Action::Unchanged)
         .collect();
     assert_eq!(
         changed,
         [
-            (object("cm-07"), "configured".to_string()),
-            (object("cm-21"), "created".to_string())
+            (object("cm-07"), Action::Configured),
+            (object("cm-21"), Action::Created)
         ],
-        "{again}"
+        "{}",
+        json(&again.report)
     );
     assert_eq!(
         s.kubectl(&["get", "configmap", "cm-07", "-o", "jsonpath={.data.index}"])
@@ -326,5 +335,5 @@ async fn a_resync_of_many_objects_read_by_one_list_rewrites_only_what_changed_ou
     );
     s.kubectl(&["get", "configmap", "cm-21"]).expect_success();
     let third = s.sync();
-    assert_eq!(third["report"]["writeRequests"], 0, "{third}");
+    assert_eq!(third.report.write_requests, 0, "{}", json(&third.report));
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use axum::{Json, Router, routing::post};
 use gitwarden_certs::inspect::CertInfo;
 use gitwarden_certs::verify::serves_for;
+use gitwarden_tests::admission_review::response;
 use gitwarden_tests::cluster::repo_root;
 use gitwarden_tests::{Identity, TestCluster, TestNamespace, wait_for};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -300,15 +301,8 @@ struct Probe {
 impl Probe {
     async fn start(cert_pem: &str, key_pem: &str) -> Probe {
         async fn review(Json(review): Json<Value>) -> Json<Value> {
-            Json(json!({
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "response": {
-                    "uid": review["request"]["uid"],
-                    "allowed": false,
-                    "status": { "code": 403, "message": PROBE_MESSAGE }
-                }
-            }))
+            let uid = review["request"]["uid"].as_str().unwrap_or_default();
+            Json(response(uid, Some(PROBE_MESSAGE)))
         }
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
             cert_pem.as_bytes().to_vec(),

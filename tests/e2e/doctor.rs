@@ -9,50 +9,12 @@
 
 use std::process::Command;
 
+use gitwarden_agent::status::Status;
 use gitwarden_tests::binaries::binary;
+use gitwarden_tests::doctor::{Finding, Severity, doctor, doctor_text};
+use gitwarden_tests::git::git;
 use gitwarden_tests::webhook::apply;
 use gitwarden_tests::{Identity, TestCluster};
-use serde_json::Value;
-
-/// Runs `gitwarden-doctor -o json` with a kubeconfig; (exit code, report).
-fn doctor(kubeconfig: &std::path::Path, extra: &[&str]) -> (i32, Value) {
-    let out = Command::new(binary("gitwarden-doctor").unwrap())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["-o", "json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}):\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
-
-/// The findings of one check about one subject.
-fn about<'a>(report: &'a Value, check: &str, subject: &str) -> Vec<&'a Value> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == check && f["subject"] == subject)
-        .collect()
-}
-
-/// Every check that names `subject`.
-fn checks_naming(report: &Value, subject: &str) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["subject"] == subject)
-        .map(|f| f["check"].as_str().unwrap().to_string())
-        .collect()
-}
 
 /// A unique lowercase suffix: tests share one cluster.
 fn unique() -> String {
@@ -105,8 +67,8 @@ fn ensure_system_namespace(cluster: &TestCluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_alice_and_carol_as_cluster_admins_who_can_bypass_git_and_exits_non_zero() {
     let cluster = TestCluster::shared();
-    let (code, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
-    assert_eq!(code, 1, "{report:#}");
+    let run = doctor(&cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert_eq!(run.code, 1, "{:#?}", run.report);
     for user in ["alice", "carol"] {
         let subject = format!("User {user}");
         for check in [
@@ -115,35 +77,30 @@ async fn doctor_names_alice_and_carol_as_cluster_admins_who_can_bypass_git_and_e
             "rbac/webhook-configuration",
             "rbac/exec",
         ] {
-            let found = about(&report, check, &subject);
-            assert_eq!(found.len(), 1, "{check} {subject}: {report:#}");
-            assert_eq!(found[0]["severity"], "critical", "{:#}", found[0]);
+            let found = run.about(check, &subject);
+            assert_eq!(found.len(), 1, "{check} {subject}: {:#?}", run.report);
+            assert_eq!(found[0].severity, Severity::Critical, "{:#?}", found[0]);
             assert_eq!(
-                found[0]["via"][0],
+                found[0].via[0],
                 format!("ClusterRoleBinding test-cluster-admin-{user} → ClusterRole cluster-admin"),
-                "{:#}",
+                "{:#?}",
                 found[0]
             );
         }
     }
     // system:masters (admin) cannot be found through RBAC: it is reported as such.
-    let masters: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "rbac/system-masters")
-        .collect();
-    assert_eq!(masters.len(), 1, "{report:#}");
-    assert_eq!(masters[0]["severity"], "warning");
+    let masters = run.checks("rbac/system-masters");
+    assert_eq!(masters.len(), 1, "{:#?}", run.report);
+    assert_eq!(masters[0].severity, Severity::Warning);
     // Control-plane components hold some of these rights by design: expected, not critical.
-    let criticals_for_system: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
+    let criticals_for_system: Vec<&Finding> = run
+        .report
+        .findings
         .iter()
         .filter(|f| {
-            f["severity"] == "critical"
-                && f["subject"]
-                    .as_str()
+            f.severity == Severity::Critical
+                && f.subject
+                    .as_deref()
                     .is_some_and(|s| s.contains("kube-system") || s.starts_with("User system:"))
         })
         .collect();
@@ -190,22 +147,22 @@ async fn a_user_granted_only_impersonation_of_service_accounts_is_reported_for_t
     );
     assert_eq!(can.stdout.trim(), "yes", "{can:?}");
 
-    let (code, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
-    assert_eq!(code, 1);
+    let run = doctor(&cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert_eq!(run.code, 1);
     let subject = format!("User {mallory}");
-    let found = about(&report, "rbac/impersonate", &subject);
-    assert_eq!(found.len(), 1, "{report:#}");
-    assert_eq!(found[0]["severity"], "critical");
+    let found = run.about("rbac/impersonate", &subject);
+    assert_eq!(found.len(), 1, "{:#?}", run.report);
+    assert_eq!(found[0].severity, Severity::Critical);
     assert_eq!(
-        found[0]["via"][0],
+        found[0].via[0],
         format!("ClusterRoleBinding {role} → ClusterRole {role}")
     );
-    assert_eq!(checks_naming(&report, &subject), ["rbac/impersonate"]);
+    assert_eq!(run.checks_naming(&subject), ["rbac/impersonate"]);
 
     // Once the binding is gone, so is the finding.
     drop(cleanup);
-    let (_, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
-    assert!(checks_naming(&report, &subject).is_empty(), "{report:#}");
+    let run = doctor(&cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert!(run.checks_naming(&subject).is_empty(), "{:#?}", run.report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,22 +233,24 @@ async fn minting_the_agents_token_is_reported_but_minting_another_service_accoun
         assert_eq!(can.stdout.trim(), expected, "{user} {sa}: {can:?}");
     }
 
-    let (code, report) = doctor(&cluster.kubeconfig(Identity::Admin), &[]);
-    assert_eq!(code, 1);
-    let found = about(&report, "rbac/agent-token", &format!("User {minter}"));
-    assert_eq!(found.len(), 1, "{report:#}");
-    assert_eq!(found[0]["severity"], "critical");
+    let run = doctor(&cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert_eq!(run.code, 1);
+    let found = run.about("rbac/agent-token", &format!("User {minter}"));
+    assert_eq!(found.len(), 1, "{:#?}", run.report);
+    assert_eq!(found[0].severity, Severity::Critical);
     assert_eq!(
-        found[0]["via"][0],
+        found[0].via[0],
         format!("RoleBinding gitwarden-system/{agent_role} → ClusterRole {agent_role}")
     );
     assert_eq!(
-        checks_naming(&report, &format!("User {minter}")),
+        run.checks_naming(&format!("User {minter}")),
         ["rbac/agent-token"]
     );
     assert!(
-        checks_naming(&report, &format!("User {other_minter}")).is_empty(),
-        "{report:#}"
+        run.checks_naming(&format!("User {other_minter}"))
+            .is_empty(),
+        "{:#?}",
+        run.report
     );
 }
 
@@ -303,21 +262,12 @@ async fn a_kubeconfig_that_cannot_read_rbac_is_a_critical_finding_not_a_clean_bi
         .mint_service_account_token(ns.name(), "nobody")
         .await
         .unwrap();
-    let (code, report) = doctor(&kubeconfig, &[]);
-    assert_eq!(code, 1, "{report:#}");
-    let read: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "rbac/read")
-        .collect();
-    assert_eq!(read.len(), 1, "{report:#}");
-    assert_eq!(read[0]["severity"], "critical");
-    assert!(
-        read[0]["message"].as_str().unwrap().contains("forbidden"),
-        "{:#}",
-        read[0]
-    );
+    let run = doctor(&kubeconfig, &[]).unwrap();
+    assert_eq!(run.code, 1, "{:#?}", run.report);
+    let read = run.checks("rbac/read");
+    assert_eq!(read.len(), 1, "{:#?}", run.report);
+    assert_eq!(read[0].severity, Severity::Critical);
+    assert!(read[0].message.contains("forbidden"), "{:#?}", read[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,25 +278,18 @@ async fn an_agent_that_does_not_answer_is_critical() {
         listener.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}");
-    let (code, report) = doctor(
+    let run = doctor(
         &cluster.kubeconfig(Identity::Admin),
         &["--agent-url", &url, "--timeout", "2s"],
-    );
-    assert_eq!(code, 1);
-    let status: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "agent/status")
-        .collect();
-    assert_eq!(status.len(), 1, "{report:#}");
-    assert_eq!(status[0]["severity"], "critical");
+    )
+    .unwrap();
+    assert_eq!(run.code, 1);
+    let status = run.checks("agent/status");
+    assert_eq!(status.len(), 1, "{:#?}", run.report);
+    assert_eq!(status[0].severity, Severity::Critical);
     assert!(
-        status[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("{url}/status")),
-        "{:#}",
+        status[0].message.contains(&format!("{url}/status")),
+        "{:#?}",
         status[0]
     );
 }
@@ -354,13 +297,9 @@ async fn an_agent_that_does_not_answer_is_critical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_text_report_names_the_subject_and_its_binding() {
     let cluster = TestCluster::shared();
-    let out = Command::new(binary("gitwarden-doctor").unwrap())
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig(Identity::Admin))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let run = doctor_text(&cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    let (code, text) = (run.code, run.stdout);
+    assert_eq!(code, 1, "{text}");
     assert!(text.starts_with("gitwarden doctor: "), "{text}");
     assert!(
         text.contains("CRITICAL  User alice can mint the agent's token"),
@@ -383,26 +322,6 @@ impl Drop for RunningAgent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=doctor",
-            "-c",
-            "user.email=doctor@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,28 +390,23 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
             .unwrap(),
     );
     let synced = gitwarden_tests::wait_for(std::time::Duration::from_secs(60), || async {
-        let status: Value = reqwest::get(format!("{url}/status"))
+        let status: Status = reqwest::get(format!("{url}/status"))
             .await
             .ok()?
             .json()
             .await
             .ok()?;
-        status["lastSuccess"].is_string().then_some(status)
+        status.last_success.is_some().then_some(status)
     })
     .await;
     assert!(synced.is_some(), "the agent did not sync within 60s");
 
-    let (_, report) = doctor(&cluster.kubeconfig(Identity::Admin), &["--agent-url", &url]);
-    let agent: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"].as_str().unwrap().starts_with("agent/"))
-        .collect();
+    let run = doctor(&cluster.kubeconfig(Identity::Admin), &["--agent-url", &url]).unwrap();
+    let agent = run.checks("agent");
     assert_eq!(agent.len(), 1, "{agent:#?}");
-    assert_eq!(agent[0]["check"], "agent/last-success");
-    assert_eq!(agent[0]["severity"], "info");
-    let message = agent[0]["message"].as_str().unwrap();
+    assert_eq!(agent[0].check, "agent/last-success");
+    assert_eq!(agent[0].severity, Severity::Info);
+    let message = &agent[0].message;
     assert!(
         message.contains(&format!("last synced revision {commit}")),
         "{message}"
@@ -500,18 +414,14 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
 
     // A last success older than --agent-max-age is a warning.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let (_, report) = doctor(
+    let run = doctor(
         &cluster.kubeconfig(Identity::Admin),
         &["--agent-url", &url, "--agent-max-age", "1s"],
-    );
-    let stale: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "agent/last-success")
-        .collect();
+    )
+    .unwrap();
+    let stale = run.checks("agent/last-success");
     assert_eq!(stale.len(), 1);
-    assert_eq!(stale[0]["severity"], "warning", "{:#}", stale[0]);
+    assert_eq!(stale[0].severity, Severity::Warning, "{:#?}", stale[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,38 +470,23 @@ async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_agai
         "--timeout",
         "2s",
     ];
-    let certificate_findings = |report: &Value| -> Vec<Value> {
-        report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["check"].as_str().unwrap().starts_with("certificate/"))
-            .cloned()
-            .collect()
-    };
 
-    let (_, report) = doctor(&admin, &args);
-    let certs = certificate_findings(&report);
-    let issuer: Vec<&Value> = certs
-        .iter()
-        .filter(|f| f["check"] == "certificate/ca-bundle")
-        .collect();
+    let run = doctor(&admin, &args).unwrap();
+    let certs = run.checks("certificate");
+    let issuer = run.checks("certificate/ca-bundle");
     assert_eq!(issuer.len(), 1, "{certs:#?}");
-    assert_eq!(issuer[0]["severity"], "info", "{:#}", issuer[0]);
-    let message = issuer[0]["message"].as_str().unwrap();
+    assert_eq!(issuer[0].severity, Severity::Info, "{:#?}", issuer[0]);
+    let message = &issuer[0].message;
     assert!(
         message.contains(&format!("from Secret {}/gitwarden-webhook-tls", ns.name())),
         "{message}"
     );
     assert!(message.contains(&service_dns), "{message}");
     // Both certificates expire within a day: warnings, not yet critical.
-    let expiry: Vec<&Value> = certs
-        .iter()
-        .filter(|f| f["check"] == "certificate/expiry")
-        .collect();
+    let expiry = run.checks("certificate/expiry");
     assert_eq!(expiry.len(), 2, "{certs:#?}");
     assert!(
-        expiry.iter().all(|f| f["severity"] == "warning"),
+        expiry.iter().all(|f| f.severity == Severity::Warning),
         "{expiry:#?}"
     );
 
@@ -601,19 +496,13 @@ async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_agai
         .issue_serving_cert(&[&service_dns], &[], day)
         .unwrap();
     apply(&admin, &secret(&foreign.cert_pem)).unwrap();
-    let (code, report) = doctor(&admin, &args);
-    assert_eq!(code, 1);
-    let bad: Vec<Value> = certificate_findings(&report)
-        .into_iter()
-        .filter(|f| f["check"] == "certificate/ca-bundle" && f["severity"] == "critical")
-        .collect();
-    assert_eq!(bad.len(), 1, "{report:#}");
+    let run = doctor(&admin, &args).unwrap();
+    assert_eq!(run.code, 1);
+    let bad = run.critical("certificate/ca-bundle");
+    assert_eq!(bad.len(), 1, "{:#?}", run.report);
     assert!(
-        bad[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("validate.doctor.example.invalid"),
-        "{:#}",
+        bad[0].message.contains("validate.doctor.example.invalid"),
+        "{:#?}",
         bad[0]
     );
 }
@@ -621,14 +510,10 @@ async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_agai
 #[test]
 fn a_kubeconfig_that_does_not_exist_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(binary("gitwarden-doctor").unwrap())
-        .arg("--kubeconfig")
-        .arg(dir.path().join("missing.kubeconfig"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("missing.kubeconfig"), "{stderr}");
+    let run = doctor_text(&dir.path().join("missing.kubeconfig"), &[]).unwrap();
+    let (code, output) = (run.code, run.stderr);
+    assert_eq!(code, 2);
+    assert!(output.contains("missing.kubeconfig"), "{output}");
 }
 
 /// Writes the Lease `gitwarden-agent` in `namespace` (as admin: the test
@@ -640,7 +525,7 @@ fn lease_finding(
     holder: &str,
     renewed: jiff::Timestamp,
     seconds: i32,
-) -> (i32, Value) {
+) -> (i32, Finding) {
     apply(
         &cluster.kubeconfig(Identity::Admin),
         &format!(
@@ -651,18 +536,14 @@ fn lease_finding(
         ),
     )
     .unwrap();
-    let (code, report) = doctor(
+    let run = doctor(
         &cluster.kubeconfig(Identity::Admin),
         &["--lease-namespace", namespace],
-    );
-    let found: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "leader/lease")
-        .collect();
-    assert_eq!(found.len(), 1, "{report:#}");
-    (code, found[0].clone())
+    )
+    .unwrap();
+    let found = run.checks("leader/lease");
+    assert_eq!(found.len(), 1, "{:#?}", run.report);
+    (run.code, found[0].clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,8 +553,8 @@ async fn a_lease_held_by_anyone_but_the_agent_is_critical_and_names_the_holder_a
     let renewed = jiff::Timestamp::now();
     let (code, finding) = lease_finding(cluster, ns.name(), "mallory", renewed, 86_400);
     assert_eq!(code, 1);
-    assert_eq!(finding["severity"], "critical", "{finding:#}");
-    let message = finding["message"].as_str().unwrap();
+    assert_eq!(finding.severity, Severity::Critical, "{finding:#?}");
+    let message = &finding.message;
     assert!(message.contains("\"mallory\""), "{message}");
     let until = renewed
         .checked_add(jiff::SignedDuration::from_secs(86_400))
@@ -707,8 +588,8 @@ async fn a_lease_held_by_a_pod_of_the_agents_service_account_is_fine() {
         jiff::Timestamp::now(),
         15,
     );
-    assert_eq!(finding["severity"], "info", "{finding:#}");
-    let message = finding["message"].as_str().unwrap();
+    assert_eq!(finding.severity, Severity::Info, "{finding:#?}");
+    let message = &finding.message;
     assert!(message.contains("gitwarden-agent-0_0badc0de"), "{message}");
     assert!(message.contains("pod gitwarden-agent-0"), "{message}");
 }
@@ -728,9 +609,6 @@ async fn a_lease_that_expired_long_ago_is_critical() {
         15,
     );
     assert_eq!(code, 1);
-    assert_eq!(finding["severity"], "critical", "{finding:#}");
-    assert!(
-        finding["message"].as_str().unwrap().contains("expired"),
-        "{finding:#}"
-    );
+    assert_eq!(finding.severity, Severity::Critical, "{finding:#?}");
+    assert!(finding.message.contains("expired"), "{finding:#?}");
 }

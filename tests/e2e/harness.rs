@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::{Json, Router, extract::State, routing::post};
 use base64::Engine as _;
+use gitwarden_tests::admission_review::response;
 use gitwarden_tests::{Identity, TestCluster, wait_for};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -194,14 +195,11 @@ async fn probe_webhook(State(seen): State<Seen>, Json(review): Json<Value>) -> J
         .to_string();
     let deny = resource == "configmaps" && name.starts_with("forbidden-");
     seen.lock().unwrap().push((user, resource, name));
-    let mut response = json!({ "uid": req["uid"], "allowed": !deny });
-    if deny {
-        response["status"] =
-            json!({ "code": 403, "message": "the probe webhook refuses forbidden-* names" });
-    }
-    Json(
-        json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response }),
-    )
+    let uid = req["uid"].as_str().unwrap_or_default();
+    Json(response(
+        uid,
+        deny.then_some("the probe webhook refuses forbidden-* names"),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,15 @@
 //! identity, mints real service-account tokens, and gives each test a namespace
 //! of its own that is removed again even when the test panics.
 
+pub mod admission_review;
 pub mod binaries;
 pub mod cluster;
+pub mod doctor;
+pub mod git;
 pub mod kubectl;
 pub mod loopback;
 pub mod namespace;
+pub mod testdata;
 pub mod wait;
 pub mod webhook;
 

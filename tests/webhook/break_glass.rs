@@ -69,14 +69,15 @@ async fn carol_breaks_glass_with_a_warning_stamps_and_an_audit_record() {
 
     let records = s.audit("&decision=break-glass").await;
     assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["user"], "carol");
-    assert_eq!(records[0]["breakGlassReason"], "INC-42 database down");
+    assert_eq!(records[0].user, "carol");
     assert_eq!(
-        records[0]["breakGlassUntil"]
-            .as_str()
-            .unwrap()
-            .parse::<jiff::Timestamp>()
-            .unwrap(),
+        records[0].break_glass_reason.as_deref(),
+        Some("INC-42 database down")
+    );
+    assert_eq!(
+        records[0]
+            .break_glass_until
+            .expect("a break-glass record says until when"),
         until
     );
 }
@@ -100,7 +101,7 @@ async fn alice_outside_the_break_glass_group_is_refused() {
         .to_string();
     assert!(err.contains("gitwarden:break-glass"), "{err}");
     let records = s.audit("&user=alice").await;
-    assert_eq!(records[0]["reason"], "break_glass_not_allowed_group");
+    assert_eq!(records[0].reason, "break_glass_not_allowed_group");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,12 +198,7 @@ async fn deleting_under_break_glass_needs_the_annotation_on_the_live_object_firs
     let records = s.audit("&user=carol").await;
     let ops: Vec<(&str, &str)> = records
         .iter()
-        .map(|r| {
-            (
-                r["operation"].as_str().unwrap(),
-                r["decision"].as_str().unwrap(),
-            )
-        })
+        .map(|r| (r.operation.as_str(), r.decision.as_str()))
         .collect();
     assert_eq!(
         ops,

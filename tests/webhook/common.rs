@@ -1,9 +1,9 @@
 //! What every webhook test starts from.
 
+use gitwarden_shared::audit::AuditRecord;
 pub use gitwarden_tests::wait_for;
 use gitwarden_tests::webhook::{EXCLUSIVE, WebhookFixture, apply};
 use gitwarden_tests::{Identity, KubectlOutput, TestCluster, TestNamespace};
-use serde_json::Value;
 
 /// A cluster with gitwarden's webhook enforcing, and a namespace for the test.
 pub struct Setup {
@@ -74,7 +74,7 @@ impl Setup {
     }
 
     /// The audit records of this test's namespace, newest first.
-    pub async fn audit(&self, extra: &str) -> Vec<Value> {
+    pub async fn audit(&self, extra: &str) -> Vec<AuditRecord> {
         self.gitwarden
             .audit(&format!("namespace={}&limit=10000{extra}", self.ns()))
             .await

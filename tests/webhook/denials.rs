@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use gitwarden_shared::audit::AuditDecision;
 use gitwarden_tests::Identity;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::api::{Api, ListParams};
@@ -33,19 +34,13 @@ async fn alice_cannot_create_a_configmap_and_is_told_why_and_where_to_go() {
 
     let records = s.audit("&user=alice").await;
     assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["id"], id.as_str());
-    assert_eq!(records[0]["decision"], "denied");
-    assert_eq!(records[0]["reason"], "not_from_git");
-    assert_eq!(records[0]["operation"], "CREATE");
-    assert_eq!(records[0]["resource"], "configmaps");
-    assert_eq!(records[0]["name"], "settings");
-    assert!(
-        records[0]["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|g| g == "developers")
-    );
+    assert_eq!(records[0].id, id);
+    assert_eq!(records[0].decision, AuditDecision::Denied);
+    assert_eq!(records[0].reason, "not_from_git");
+    assert_eq!(records[0].operation, "CREATE");
+    assert_eq!(records[0].resource, "configmaps");
+    assert_eq!(records[0].name.as_deref(), Some("settings"));
+    assert!(records[0].groups.iter().any(|g| g == "developers"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,11 +145,7 @@ async fn delete_and_delete_all_are_refused_one_object_at_a_time() {
     // deletecollection reaches admission as one DELETE per object.
     let deletes = s.audit("&user=admin").await;
     assert!(
-        deletes
-            .iter()
-            .filter(|r| r["operation"] == "DELETE")
-            .count()
-            >= 2,
+        deletes.iter().filter(|r| r.operation == "DELETE").count() >= 2,
         "{deletes:?}"
     );
 }

@@ -3,50 +3,13 @@
 //! certificate the running webhook really serves, and weakening either is a
 //! critical finding that names what is wrong.
 
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use gitwarden_tests::Identity;
-use gitwarden_tests::binaries::binary;
-use serde_json::Value;
+use gitwarden_tests::doctor::{Severity, doctor, doctor_text};
 
 use crate::common::Setup;
-
-/// Runs `gitwarden-doctor -o json` as admin; (exit code, report).
-fn doctor(s: &Setup) -> (i32, Value) {
-    let out = Command::new(binary("gitwarden-doctor").unwrap())
-        .arg("--kubeconfig")
-        .arg(s.cluster.kubeconfig(Identity::Admin))
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}):\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
-
-/// Findings whose check starts with `prefix`.
-fn findings<'a>(report: &'a Value, prefix: &str) -> Vec<&'a Value> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"].as_str().unwrap().starts_with(prefix))
-        .collect()
-}
-
-fn critical<'a>(report: &'a Value, prefix: &str) -> Vec<&'a Value> {
-    findings(report, prefix)
-        .into_iter()
-        .filter(|f| f["severity"] == "critical")
-        .collect()
-}
 
 fn patch_configuration(s: &Setup, patch: &str) {
     s.cluster
@@ -67,24 +30,23 @@ fn patch_configuration(s: &Setup, patch: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_installed_webhook_passes_and_failure_policy_ignore_is_critical_by_name() {
     let s = Setup::new("doctor-policy").await;
-    let (_, report) = doctor(&s);
-    assert!(critical(&report, "webhook/").is_empty(), "{report:#}");
-    assert!(critical(&report, "certificate/").is_empty(), "{report:#}");
-    let fails_closed: Vec<&Value> = findings(&report, "webhook/failure-policy");
-    assert_eq!(fails_closed.len(), 1, "{report:#}");
+    let run = doctor(&s.cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert!(run.critical("webhook").is_empty(), "{:#?}", run.report);
+    assert!(run.critical("certificate").is_empty(), "{:#?}", run.report);
+    let fails_closed = run.checks("webhook/failure-policy");
+    assert_eq!(fails_closed.len(), 1, "{:#?}", run.report);
     assert!(
-        fails_closed[0]["message"]
-            .as_str()
-            .unwrap()
+        fails_closed[0]
+            .message
             .contains("validate.gitwarden.io fails closed"),
-        "{:#}",
+        "{:#?}",
         fails_closed[0]
     );
-    let issuer: Vec<&Value> = findings(&report, "certificate/ca-bundle");
-    assert!(!issuer.is_empty(), "{report:#}");
+    let issuer = run.checks("certificate/ca-bundle");
+    assert!(!issuer.is_empty(), "{:#?}", run.report);
     for f in &issuer {
-        assert_eq!(f["severity"], "info", "{f:#}");
-        let message = f["message"].as_str().unwrap();
+        assert_eq!(f.severity, Severity::Info, "{f:#?}");
+        let message = &f.message;
         assert!(
             message.contains("is the issuer of the serving certificate"),
             "{message}"
@@ -97,21 +59,20 @@ async fn the_installed_webhook_passes_and_failure_policy_ignore_is_critical_by_n
     // The agent's service account is bound to cluster-admin by the fixture:
     // expected, so never critical.
     assert!(
-        report["findings"]
-            .as_array()
-            .unwrap()
+        run.report
+            .findings
             .iter()
-            .filter(|f| f["subject"] == "ServiceAccount gitwarden-system/gitwarden-agent")
-            .all(|f| f["expected"] == true && f["severity"] == "info"),
-        "{report:#}"
+            .filter(
+                |f| f.subject.as_deref() == Some("ServiceAccount gitwarden-system/gitwarden-agent")
+            )
+            .all(|f| f.expected && f.severity == Severity::Info),
+        "{:#?}",
+        run.report
     );
 
-    let text = Command::new(binary("gitwarden-doctor").unwrap())
-        .arg("--kubeconfig")
-        .arg(s.cluster.kubeconfig(Identity::Admin))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = doctor_text(&s.cluster.kubeconfig(Identity::Admin), &[])
+        .unwrap()
+        .stdout;
     eprintln!("{text}");
     assert!(
         text.contains("ok        ValidatingWebhookConfiguration gitwarden, entry validate.gitwarden.io fails closed"),
@@ -122,11 +83,11 @@ async fn the_installed_webhook_passes_and_failure_policy_ignore_is_critical_by_n
         &s,
         r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]"#,
     );
-    let (code, report) = doctor(&s);
-    assert_eq!(code, 1);
-    let bad = critical(&report, "webhook/failure-policy");
-    assert_eq!(bad.len(), 1, "{report:#}");
-    let message = bad[0]["message"].as_str().unwrap();
+    let run = doctor(&s.cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert_eq!(run.code, 1);
+    let bad = run.critical("webhook/failure-policy");
+    assert_eq!(bad.len(), 1, "{:#?}", run.report);
+    let message = &bad[0].message;
     assert!(
         message.contains("ValidatingWebhookConfiguration gitwarden, entry validate.gitwarden.io"),
         "{message}"
@@ -151,11 +112,11 @@ async fn a_ca_bundle_that_did_not_issue_the_serving_certificate_is_critical() {
             r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{bundle}"}}]"#
         ),
     );
-    let (code, report) = doctor(&s);
-    assert_eq!(code, 1);
-    let bad = critical(&report, "certificate/ca-bundle");
-    assert_eq!(bad.len(), 1, "{report:#}");
-    let message = bad[0]["message"].as_str().unwrap();
+    let run = doctor(&s.cluster.kubeconfig(Identity::Admin), &[]).unwrap();
+    assert_eq!(run.code, 1);
+    let bad = run.critical("certificate/ca-bundle");
+    assert_eq!(bad.len(), 1, "{:#?}", run.report);
+    let message = &bad[0].message;
     assert!(message.contains("validate.gitwarden.io"), "{message}");
     assert!(
         message.contains("does not verify against the caBundle"),
@@ -163,13 +124,11 @@ async fn a_ca_bundle_that_did_not_issue_the_serving_certificate_is_critical() {
     );
     // The other entries still carry the right CA and say so.
     assert!(
-        findings(&report, "certificate/ca-bundle")
+        run.checks("certificate/ca-bundle")
             .iter()
-            .any(|f| f["severity"] == "info"
-                && f["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("validate-system.gitwarden.io")),
-        "{report:#}"
+            .any(|f| f.severity == Severity::Info
+                && f.message.contains("validate-system.gitwarden.io")),
+        "{:#?}",
+        run.report
     );
 }

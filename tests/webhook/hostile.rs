@@ -9,12 +9,12 @@
 //! default policy, a fresh audit log) with short timeouts, rather than the
 //! cluster-wide one the other tests register.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gitwarden_tests::binaries::binary;
-use serde_json::{Value, json};
+use gitwarden_tests::admission_review::{AdmissionReview, managed_deployment};
+use gitwarden_tests::loopback::{LoopbackWebhook, PolicySource, pem_to_der};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,101 +26,53 @@ const SLOW_CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 /// connected (it idles at about 10 MiB).
 const RSS_CAP_MIB: f64 = 200.0;
 
-/// A gitwarden-webhook process of this test's own.
+/// A gitwarden-webhook process of this test's own (the built-in policy, no
+/// cluster), with a client that opens a fresh connection per request: a
+/// pooled one would hold one of the webhook's connection permits between
+/// requests.
 struct Webhook {
-    _dir: tempfile::TempDir,
-    child: Mutex<Child>,
-    port: u16,
+    process: LoopbackWebhook,
     ca_der: Vec<u8>,
     http: reqwest::Client,
 }
 
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
 impl Webhook {
     async fn start(extra: &[&str]) -> Webhook {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let ca = gitwarden_certs::CertificateAuthority::generate(
-            "hostile-test-ca",
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let cert = ca
-            .issue_serving_cert(
-                &["localhost"],
-                &["127.0.0.1".parse().unwrap()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert_file, &cert.cert_pem).unwrap();
-        std::fs::write(&key_file, &cert.key_pem).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
-        let child = Command::new(binary("gitwarden-webhook").unwrap())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(&cert_file)
-            .arg("--tls-key")
-            .arg(&key_file)
-            .arg("--audit-dir")
-            .arg(dir.path().join("audit"))
+        let process = LoopbackWebhook::launch(PolicySource::BuiltIn)
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+            .start()
+            .await
             .unwrap();
         let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(process.ca_pem().as_bytes()).unwrap(),
+            )
             .timeout(Duration::from_secs(10))
-            // A fresh connection per request: a pooled one would hold one of
-            // the webhook's connection permits between requests.
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        let webhook = Webhook {
-            ca_der: pem_to_der(ca.cert_pem()),
-            _dir: dir,
-            child: Mutex::new(child),
-            port,
+        Webhook {
+            ca_der: pem_to_der(process.ca_pem()),
+            process,
             http,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = webhook.http.get(webhook.url("/readyz")).send().await
-                && r.status().is_success()
-            {
-                return webhook;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("gitwarden-webhook did not become ready:\n{}", webhook.log());
+    }
+
+    fn port(&self) -> u16 {
+        self.process.port()
     }
 
     fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.process.url)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("webhook.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// VmRSS and VmHWM (peak) in MiB, from /proc.
     fn rss_mib(&self) -> (f64, f64) {
-        let pid = self.child.lock().unwrap().id();
+        let pid = self.process.pid().expect("the webhook runs");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let field = |name: &str| {
             status
@@ -135,9 +87,8 @@ impl Webhook {
     }
 
     fn assert_alive(&self) {
-        let exited = self.child.lock().unwrap().try_wait().unwrap();
         assert!(
-            exited.is_none(),
+            self.process.is_running(),
             "gitwarden-webhook exited:\n{}",
             self.log()
         );
@@ -151,7 +102,7 @@ impl Webhook {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let tcp = TcpStream::connect(("127.0.0.1", self.port())).await?;
         connector
             .connect("127.0.0.1".try_into().unwrap(), tcp)
             .await
@@ -176,34 +127,13 @@ impl Webhook {
     }
 }
 
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
-}
-
 /// An UPDATE of a gitwarden-managed Deployment: `alice` is denied (and
 /// audited), the deployment controller is allowed.
 fn review(uid: usize, user: &str) -> Value {
-    let object = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "name": "web", "namespace": "shop",
-            "labels": { "app.kubernetes.io/managed-by": "gitwarden" } },
-        "spec": { "replicas": 2 }
-    });
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("hostile-{uid}"),
-            "kind": { "group": "apps", "version": "v1", "kind": "Deployment" },
-            "resource": { "group": "apps", "version": "v1", "resource": "deployments" },
-            "namespace": "shop", "name": "web", "operation": "UPDATE",
-            "userInfo": { "username": user, "groups": ["system:authenticated"] },
-            "object": object, "oldObject": object, "dryRun": false
-        }
-    })
+    AdmissionReview::update(managed_deployment("shop", "web", 2))
+        .uid(format!("hostile-{uid}"))
+        .by(user, &["system:authenticated"])
+        .to_json()
 }
 
 const CONTROLLER: &str = "system:serviceaccount:kube-system:deployment-controller";
@@ -286,7 +216,7 @@ async fn a_slowloris_of_500_connections_is_cut_off_while_real_reviews_are_answer
     .await;
     let (idle_rss, _) = webhook.rss_mib();
     let webhook = Arc::new(webhook);
-    let (port, every) = (webhook.port, Duration::from_millis(250));
+    let (port, every) = (webhook.port(), Duration::from_millis(250));
 
     // 200 trickle header bytes, 200 send headers and trickle a 100 kB body,
     // 100 never start the TLS handshake.

@@ -65,7 +65,7 @@ async fn an_invalid_policy_keeps_the_last_good_one_and_says_why() {
     let ready: serde_json::Value = s
         .gitwarden
         .http()
-        .get(format!("{}/readyz", s.gitwarden.url()))
+        .get(format!("{}/readyz", s.gitwarden.url))
         .send()
         .await
         .unwrap()

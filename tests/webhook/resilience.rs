@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gitwarden_tests::Identity;
+use gitwarden_tests::admission_review::AdmissionReview;
+use gitwarden_tests::loopback::pem_to_der;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
@@ -14,7 +16,7 @@ use crate::common::{Setup, audit_id};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_webhook_fails_closed_and_only_the_agent_still_writes() {
     let s = Setup::new("fail-closed").await;
-    s.gitwarden.kill9();
+    s.gitwarden.kill();
     let err = s
         .kubectl(Identity::Alice, &["create", "configmap", "while-down"])
         .expect_failure()
@@ -76,9 +78,9 @@ async fn kill_9_during_a_burst_of_denials_loses_no_record_a_client_saw() {
     while seen.lock().unwrap().len() < 100 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    s.gitwarden.kill9();
+    s.gitwarden.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    s.gitwarden.start().await.unwrap();
+    s.gitwarden.restart().await.unwrap();
     for w in workers {
         w.await.unwrap();
     }
@@ -91,8 +93,8 @@ async fn kill_9_during_a_burst_of_denials_loses_no_record_a_client_saw() {
     let stored: BTreeSet<String> = s
         .audit("&user=alice")
         .await
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
+        .into_iter()
+        .map(|r| r.id)
         .collect();
     let missing: Vec<&String> = seen.difference(&stored).collect();
     assert!(
@@ -112,7 +114,7 @@ async fn kill_9_during_a_burst_of_denials_loses_no_record_a_client_saw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_admission_reviews_get_400_and_the_webhook_keeps_serving() {
     let s = Setup::new("garbage").await;
-    let url = format!("{}/validate", s.gitwarden.url());
+    let url = format!("{}/validate", s.gitwarden.url);
     let bodies: Vec<Vec<u8>> = vec![
         b"not json at all".to_vec(),
         b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"}".to_vec(),
@@ -166,37 +168,24 @@ async fn malformed_admission_reviews_get_400_and_the_webhook_keeps_serving() {
     );
 }
 
+/// A human's dry run: always allowed, so every failure is the transport's.
 fn allowed_review() -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "rotation-probe",
-            "kind": { "group": "", "version": "v1", "kind": "ConfigMap" },
-            "resource": { "group": "", "version": "v1", "resource": "configmaps" },
-            "namespace": "default",
-            "name": "probe",
-            "operation": "CREATE",
-            "userInfo": { "username": "alice", "groups": ["developers"] },
-            "object": { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "probe", "namespace": "default" } },
-            "dryRun": true
-        }
-    })
-}
-
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
+    let object = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "probe", "namespace": "default" }
+    });
+    AdmissionReview::create(object)
+        .uid("rotation-probe")
+        .by("alice", &["developers"])
+        .dry_run(true)
+        .to_json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_certificate_under_a_stream_of_requests_fails_none() {
     let s = Setup::new("rotate").await;
     let client = s.gitwarden.fresh_connection_client().unwrap();
-    let url = format!("{}/validate", s.gitwarden.url());
+    let url = format!("{}/validate", s.gitwarden.url);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut streams = Vec::new();
     for _ in 0..4 {

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use gitwarden_shared::audit::AuditRecord;
 use gitwarden_tests::Identity;
 use gitwarden_tests::kubectl::run_kubectl_stdin;
-use serde_json::Value;
 
 use crate::common::{Setup, audit_id, wait_for};
 
@@ -37,12 +37,12 @@ fn exists(s: &Setup, args: &[&str]) -> bool {
 }
 
 /// The audit record a denial names, read back from the log.
-async fn record_of(s: &Setup, denial: &str) -> Value {
+async fn record_of(s: &Setup, denial: &str) -> AuditRecord {
     let id = audit_id(denial).unwrap_or_else(|| panic!("no audit record in: {denial}"));
     let records = s.gitwarden.audit("limit=10000").await.unwrap();
     records
         .into_iter()
-        .find(|r| r["id"] == id.as_str())
+        .find(|r| r.id == id)
         .unwrap_or_else(|| panic!("audit record {id} not found"))
 }
 
@@ -93,7 +93,7 @@ async fn alice_cannot_take_the_agents_leader_lease_or_delete_it() {
     .expect_failure()
     .to_string();
     assert!(err.contains("denied the request"), "{err}");
-    assert_eq!(record_of(&s, &err).await["reason"], "not_from_git");
+    assert_eq!(record_of(&s, &err).await.reason, "not_from_git");
     let err = kubectl(
         &s,
         Identity::Admin,
@@ -184,7 +184,7 @@ async fn admin_cannot_run_a_pod_as_a_kube_system_controller() {
         err.contains("kube-system/generic-garbage-collector"),
         "{err}"
     );
-    assert_eq!(record_of(&s, &err).await["reason"], "borrowed_identity");
+    assert_eq!(record_of(&s, &err).await.reason, "borrowed_identity");
     assert!(!exists(&s, &["-n", "kube-system", "pod", "gc-thief"]));
 }
 
@@ -384,7 +384,7 @@ async fn kubectl_debug_node_and_privileged_pods_are_refused_in_kube_system() {
     );
     let err = debug.expect_failure().to_string();
     assert!(err.contains("reach its node"), "{err}");
-    assert_eq!(record_of(&s, &err).await["reason"], "node_access");
+    assert_eq!(record_of(&s, &err).await.reason, "node_access");
     let err = kubectl(
         &s,
         Identity::Alice,
@@ -418,7 +418,7 @@ async fn kubectl_debug_node_and_privileged_pods_are_refused_in_kube_system() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_webhook_down_nobody_but_gitwarden_changes_gitwarden_system() {
     let s = Setup::new("system-closed").await;
-    s.gitwarden.kill9();
+    s.gitwarden.kill();
     let repair = format!("repair-{}", s.ns());
     let err = kubectl(
         &s,
@@ -509,7 +509,7 @@ async fn admin_cannot_delete_gitwardens_namespace_or_exec_into_its_pods() {
             .expect_failure()
             .to_string();
         assert!(err.contains("gitwarden's own Pods"), "{args:?}: {err}");
-        assert_eq!(record_of(&s, &err).await["reason"], "gitwarden_pod_access");
+        assert_eq!(record_of(&s, &err).await.reason, "gitwarden_pod_access");
     }
     s.cluster
         .kubectl_with(
@@ -556,10 +556,7 @@ async fn carol_cannot_break_glass_on_the_policy_or_the_agents_rbac() {
     .expect_failure()
     .to_string();
     assert!(err.contains("Changing gitwarden is a commit"), "{err}");
-    assert_eq!(
-        record_of(&s, &err).await["reason"],
-        "break_glass_on_gitwarden"
-    );
+    assert_eq!(record_of(&s, &err).await.reason, "break_glass_on_gitwarden");
     let after = kubectl(
         &s,
         Identity::Admin,
