@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gitwarden_apply::{ApplyConfig, PrunePolicy};
+use gitwarden_manifests::PlaintextSecrets;
 use gitwarden_source::{Auth, GitRef, SourceSpec, Verification};
+
+use crate::pipeline::SecretsConfig;
 
 /// gitwarden's sync agent: the cluster follows git, and only git.
 #[derive(Debug, Parser)]
@@ -197,9 +200,14 @@ pub struct CommonArgs {
     /// known_hosts for the SSH server.
     #[arg(long, env = "GITWARDEN_KNOWN_HOSTS")]
     pub known_hosts: Option<PathBuf>,
-    /// Require the head commit to be SSH-signed by a key in this allowed_signers file.
+    /// Require the head commit to be SSH-signed by a key in this allowed_signers file
+    /// (with --openpgp-keyring too: SSH- or OpenPGP-signed).
     #[arg(long, env = "GITWARDEN_ALLOWED_SIGNERS")]
     pub allowed_signers: Option<PathBuf>,
+    /// Require the head commit to be OpenPGP-signed by a key (or subkey) in this armored
+    /// keyring (`gpg --armor --export`; with --allowed-signers too: SSH- or OpenPGP-signed).
+    #[arg(long, env = "GITWARDEN_OPENPGP_KEYRING")]
+    pub openpgp_keyring: Option<PathBuf>,
     /// Where fetched repositories are cached.
     #[arg(
         long,
@@ -232,6 +240,14 @@ pub struct CommonArgs {
     /// StatefulSets, DaemonSets and Jobs to be ready, and report them (0s: don't wait).
     #[arg(long, env = "GITWARDEN_HEALTH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub health_timeout: std::time::Duration,
+    /// age identities (age-keygen's key file) that decrypt SOPS-encrypted files
+    /// in memory; re-read at every sync.
+    #[arg(long, env = "GITWARDEN_SOPS_AGE_KEY_FILE")]
+    pub sops_age_key_file: Option<PathBuf>,
+    /// Accept Secrets whose data or stringData is plain text in git (refused by
+    /// default; one Secret can be excepted with gitwarden.io/plaintext-secret: allowed).
+    #[arg(long, env = "GITWARDEN_ALLOW_PLAINTEXT_SECRETS")]
+    pub allow_plaintext_secrets: bool,
 }
 
 impl CommonArgs {
@@ -256,12 +272,20 @@ impl CommonArgs {
             _ => Auth::None,
         };
         spec.verify =
-            self.allowed_signers
-                .clone()
-                .map(|allowed_signers_file| Verification::SshSignatures {
-                    allowed_signers_file,
-                });
+            Verification::from_files(self.allowed_signers.clone(), self.openpgp_keyring.clone());
         spec
+    }
+
+    /// How the revision's Secrets are read.
+    pub fn secrets(&self) -> SecretsConfig {
+        SecretsConfig {
+            sops_age_key_file: self.sops_age_key_file.clone(),
+            plaintext: if self.allow_plaintext_secrets {
+                PlaintextSecrets::Allow
+            } else {
+                PlaintextSecrets::Refuse
+            },
+        }
     }
 
     /// How to apply and prune.

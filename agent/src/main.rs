@@ -116,6 +116,7 @@ async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter
         args.default_namespace.clone(),
         args.apply_config(),
         args.health_timeout,
+        args.secrets(),
     )
     .await?;
     Ok((pipeline, counter))

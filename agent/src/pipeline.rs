@@ -11,7 +11,9 @@ use tracing::Instrument;
 use gitwarden_agent::admission_chain::GitObjects;
 use gitwarden_agent::status::{Synced, WorkloadHealth};
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
-use gitwarden_manifests::{LoadErrors, ManifestFile, ResolvedSet, load};
+use gitwarden_manifests::{
+    AgeKeys, LoadErrors, LoadOptions, ManifestFile, PlaintextSecrets, ResolvedSet, load_with,
+};
 use gitwarden_source::{FetchedRevision, Source, SourceError, SourceSpec};
 
 /// Where a sync stopped.
@@ -36,6 +38,14 @@ pub enum PipelineError {
         /// What the apply engine reported.
         #[source]
         source: gitwarden_apply::SyncError,
+    },
+    /// The age key file for SOPS cannot be read; nothing was applied.
+    #[error("revision {revision}: {message}")]
+    SopsKeys {
+        /// The commit.
+        revision: String,
+        /// Which file and why (never key material).
+        message: String,
     },
     /// Talking to the API server failed before applying.
     #[error("talking to the Kubernetes API")]
@@ -67,6 +77,17 @@ pub struct Pipeline {
     default_namespace: String,
     client: kube::Client,
     health_timeout: std::time::Duration,
+    secrets: SecretsConfig,
+}
+
+/// How the revision's Secrets are read: SOPS decryption and plain text.
+#[derive(Debug, Clone, Default)]
+pub struct SecretsConfig {
+    /// The age key file (re-read at every sync, so a rotated key mounted
+    /// from a Secret takes effect without a restart).
+    pub sops_age_key_file: Option<PathBuf>,
+    /// Whether Secrets with plain-text values in git are refused.
+    pub plaintext: PlaintextSecrets,
 }
 
 impl Pipeline {
@@ -78,6 +99,7 @@ impl Pipeline {
         default_namespace: String,
         config: ApplyConfig,
         health_timeout: std::time::Duration,
+        secrets: SecretsConfig,
     ) -> Result<Self, PipelineError> {
         let source = tokio::task::spawn_blocking(move || Source::open(spec, &cache_dir)).await??;
         let discovery = Arc::new(Discovery::new(client.clone()).await?);
@@ -88,6 +110,7 @@ impl Pipeline {
             default_namespace,
             client,
             health_timeout,
+            secrets,
         })
     }
 
@@ -130,7 +153,20 @@ impl Pipeline {
             revision: revision.commit.clone(),
             errors,
         };
-        let set = load(&files).map_err(invalid)?;
+        let keys = match &self.secrets.sops_age_key_file {
+            Some(path) => Some(
+                AgeKeys::read(path).map_err(|message| PipelineError::SopsKeys {
+                    revision: revision.commit.clone(),
+                    message,
+                })?,
+            ),
+            None => None,
+        };
+        let options = LoadOptions {
+            sops_keys: keys.as_ref(),
+            plaintext_secrets: self.secrets.plaintext,
+        };
+        let set = load_with(&files, &options).map_err(invalid)?;
         self.applier.discovery().refresh().await?;
         set.resolve_namespaces(self.applier.discovery().as_ref(), &self.default_namespace)
             .map_err(invalid)

@@ -71,6 +71,15 @@ pub const PRUNE: &str = "gitwarden.io/prune";
 /// The value of [`PRUNE`] that disables pruning.
 pub const PRUNE_DISABLED: &str = "disabled";
 
+/// Annotation on a Secret in git that may keep plain-text values (an empty
+/// placeholder another controller fills, a public CA bundle): the agent
+/// refuses every other Secret whose `data` or `stringData` is not
+/// SOPS-encrypted.
+pub const PLAINTEXT_SECRET: &str = "gitwarden.io/plaintext-secret";
+
+/// The one value of [`PLAINTEXT_SECRET`] that allows it.
+pub const PLAINTEXT_SECRET_ALLOWED: &str = "allowed";
+
 /// Whether annotations ask never to prune their object
 /// (`gitwarden.io/prune: disabled`): the one reading of that rule, for git's
 /// manifests, live objects and break-glass leftovers alike.

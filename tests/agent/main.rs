@@ -11,5 +11,6 @@ mod drift;
 mod leader_stuck;
 mod restart;
 mod run;
+mod secrets;
 mod self_protection;
 mod sync;

@@ -16,6 +16,7 @@ pub mod kubectl;
 pub mod loopback;
 pub mod namespace;
 pub mod testdata;
+pub mod tools;
 pub mod wait;
 pub mod webhook;
 

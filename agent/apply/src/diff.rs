@@ -133,8 +133,9 @@ async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncEr
         };
         match dry_run_one(&ctx, &target).await {
             Ok(after) => {
-                let before = normalise(serde_json::to_value(&live).unwrap_or(Value::Null));
-                let after = normalise(serde_json::to_value(&after).unwrap_or(Value::Null));
+                let mut before = normalise(serde_json::to_value(&live).unwrap_or(Value::Null));
+                let mut after = normalise(serde_json::to_value(&after).unwrap_or(Value::Null));
+                crate::redact::mask_secret_values(&mut before, &mut after);
                 let patch = json_patch::diff(&before, &after);
                 if !patch.0.is_empty() {
                     result.change.push(Change {

@@ -24,6 +24,7 @@ mod fingerprint;
 mod inventory;
 mod plan;
 mod prune;
+mod redact;
 mod refusal;
 mod report;
 mod sync_context;

@@ -36,6 +36,7 @@ pub(crate) fn parse(
                     location: Location::new(path, line),
                     value,
                     item_lines,
+                    encrypted: false,
                 });
             }
             Some(Err(error)) => {

@@ -6,6 +6,7 @@
 use crate::crd;
 use crate::error::{LoadError, LoadErrors};
 use crate::location::Location;
+use crate::plaintext::{self, PlaintextSecrets};
 use crate::raw::{ParsedDocument, RawObject};
 use crate::set::ManifestSet;
 use crate::validate;
@@ -22,6 +23,16 @@ pub struct ManifestFile<'a> {
     pub content: &'a [u8],
 }
 
+/// What loading needs besides the files: how to treat secrets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// The agent's age keys, for SOPS-encrypted files (none: such a file is
+    /// an error naming the flag).
+    pub sops_keys: Option<&'a gitwarden_sops::AgeKeys>,
+    /// Whether Secrets with plain-text values in git are refused.
+    pub plaintext_secrets: PlaintextSecrets,
+}
+
 /// How deep Lists may nest; a bound so a hostile file cannot recurse forever.
 const MAX_LIST_DEPTH: usize = 8;
 
@@ -34,11 +45,23 @@ const MAX_LIST_DEPTH: usize = 8;
 /// without any problem yields a [`ManifestSet`]; namespaces are as written
 /// until [`ManifestSet::resolve_namespaces`] turns it into a
 /// [`ResolvedSet`](crate::set::ResolvedSet), the only set the agent applies.
+///
+/// With the default [`LoadOptions`]: no age keys (a SOPS-encrypted file is an
+/// error) and plain-text Secrets refused; see [`load_with`].
 pub fn load(files: &[ManifestFile<'_>]) -> Result<ManifestSet, LoadErrors> {
+    load_with(files, &LoadOptions::default())
+}
+
+/// [`load`], decrypting SOPS-encrypted files with `options.sops_keys` and
+/// refusing plain-text Secrets unless `options.plaintext_secrets` allows them.
+pub fn load_with(
+    files: &[ManifestFile<'_>],
+    options: &LoadOptions<'_>,
+) -> Result<ManifestSet, LoadErrors> {
     let mut errors = Vec::new();
     let mut documents = Vec::new();
     for file in files {
-        read_file(file, &mut documents, &mut errors);
+        read_file(file, options, &mut documents, &mut errors);
     }
     let mut raws = Vec::new();
     for document in documents {
@@ -46,12 +69,14 @@ pub fn load(files: &[ManifestFile<'_>]) -> Result<ManifestSet, LoadErrors> {
             location,
             value,
             item_lines,
+            encrypted,
         } = document;
         flatten(
             RawObject {
                 location,
                 context: String::new(),
                 value,
+                encrypted,
             },
             &item_lines,
             0,
@@ -62,6 +87,9 @@ pub fn load(files: &[ManifestFile<'_>]) -> Result<ManifestSet, LoadErrors> {
     let crd_kinds = crd::defined_kinds(raws.iter().map(|raw| &raw.value));
     let mut manifests = Vec::with_capacity(raws.len());
     for raw in raws {
+        if let Some(error) = plaintext::check(&raw, options.plaintext_secrets) {
+            errors.push(error);
+        }
         match validate::object(raw, &crd_kinds) {
             Ok(manifest) => manifests.push(manifest),
             Err(mut found) => errors.append(&mut found),
@@ -92,7 +120,12 @@ fn file_type(path: &str) -> Option<bool> {
     }
 }
 
-fn read_file(file: &ManifestFile<'_>, out: &mut Vec<ParsedDocument>, errors: &mut Vec<LoadError>) {
+fn read_file(
+    file: &ManifestFile<'_>,
+    options: &LoadOptions<'_>,
+    out: &mut Vec<ParsedDocument>,
+    errors: &mut Vec<LoadError>,
+) {
     let Some(is_json) = file_type(file.path) else {
         errors.push(LoadError::new(
             Location::new(file.path, 1),
@@ -113,7 +146,9 @@ fn read_file(file: &ManifestFile<'_>, out: &mut Vec<ParsedDocument>, errors: &mu
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if is_json {
+    if gitwarden_sops::is_encrypted(text) {
+        crate::decrypt::parse(file.path, text, is_json, options.sops_keys, out, errors);
+    } else if is_json {
         crate::json::parse(file.path, text, out, errors);
     } else {
         crate::yaml::parse(file.path, text, out, errors);
@@ -195,6 +230,7 @@ fn flatten(
                 location,
                 context,
                 value: item,
+                encrypted: raw.encrypted,
             },
             &[],
             depth + 1,

@@ -13,6 +13,8 @@ pub(crate) struct ParsedDocument {
     /// File lines of the `items` entries; only trusted when it counts as many
     /// entries as the value has.
     pub item_lines: Vec<usize>,
+    /// The document was SOPS-encrypted in git (and decrypted in memory).
+    pub encrypted: bool,
 }
 
 /// One object to validate: a document, or an item of a List.
@@ -23,6 +25,8 @@ pub(crate) struct RawObject {
     /// still be found.
     pub context: String,
     pub value: Value,
+    /// From a SOPS-encrypted file: its Secrets' values were not plain text in git.
+    pub encrypted: bool,
 }
 
 impl RawObject {

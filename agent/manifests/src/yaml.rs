@@ -43,6 +43,7 @@ pub(crate) fn parse(
                     location: location.clone(),
                     value,
                     item_lines: yaml_item_lines(doc.text, doc.first_line),
+                    encrypted: false,
                 }),
                 Err(message) => errors.push(LoadError::new(location.clone(), message)),
             }

@@ -117,7 +117,7 @@ pub enum SourceError {
     Unverified {
         /// The commit that was checked.
         commit: String,
-        /// Why it was rejected (unsigned, bad signature, unknown key, OpenPGP, …).
+        /// Why it was rejected (unsigned, bad signature, unknown, expired or revoked key, …).
         why: String,
     },
 
@@ -128,6 +128,16 @@ pub enum SourceError {
         /// The file named in the spec.
         path: PathBuf,
         /// What is wrong with it (with the line number when parsing failed).
+        why: String,
+    },
+
+    /// The OpenPGP keyring file could not be read or parsed; verification cannot happen, so
+    /// nothing is applied.
+    #[error("OpenPGP keyring file {}: {why}", path.display())]
+    OpenPgpKeyring {
+        /// The file named in the spec.
+        path: PathBuf,
+        /// What is wrong with it (with the failing key block's number when parsing failed).
         why: String,
     },
 }
@@ -149,7 +159,8 @@ impl SourceError {
             | SourceError::PathNotFound { .. }
             | SourceError::FileTooLarge { .. }
             | SourceError::Unverified { .. }
-            | SourceError::AllowedSigners { .. } => false,
+            | SourceError::AllowedSigners { .. }
+            | SourceError::OpenPgpKeyring { .. } => false,
         }
     }
 

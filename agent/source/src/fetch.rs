@@ -15,12 +15,11 @@ use gix::{
 };
 
 use crate::{
-    AllowedSigners, FetchedRevision, GitRef, SourceError, SourceOptions, SourceSpec, Verification,
-    credentials,
+    FetchedRevision, GitRef, SourceError, SourceOptions, SourceSpec, credentials,
     remote_url::{RemoteUrl, Transport},
     tls,
     tree::{self, TreeReader},
-    verify,
+    verify::{self, Signers},
 };
 
 /// gix reports a server without the `shallow` capability with this text and no distinct
@@ -99,7 +98,7 @@ impl Source {
     /// manifests. With verification configured, an unverified head is an
     /// [`SourceError::Unverified`] error and nothing of it is returned.
     ///
-    /// Credentials and the allowed-signers file are re-read on every call.
+    /// Credentials, the allowed-signers file and the OpenPGP keyring are re-read on every call.
     pub fn fetch(&mut self) -> Result<FetchedRevision, SourceError> {
         let span = tracing::info_span!(
             "source_fetch",
@@ -147,10 +146,8 @@ impl Source {
         // Verify before reading any file: content of an unverified commit is never looked at.
         let signer = match &self.spec.verify {
             None => None,
-            Some(Verification::SshSignatures {
-                allowed_signers_file,
-            }) => {
-                let signers = AllowedSigners::read(allowed_signers_file)?;
+            Some(verification) => {
+                let signers = Signers::read(verification)?;
                 let signer = verify::verify_gix_commit(&commit, &signers).map_err(|why| {
                     SourceError::Unverified {
                         commit: hex.clone(),

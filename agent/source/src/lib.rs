@@ -1,5 +1,5 @@
-//! gitwarden's git source: fetch a repository with gix, verify the head commit's SSH
-//! signature, and hand the agent the manifests of exactly that commit.
+//! gitwarden's git source: fetch a repository with gix, verify the head commit's SSH or
+//! OpenPGP signature, and hand the agent the manifests of exactly that commit.
 //!
 //! Fetching is kept apart from applying (as in Flux's source-controller): this crate never
 //! talks to Kubernetes, and the agent never talks to git. The API is blocking; the agent runs
@@ -24,6 +24,7 @@ mod credentials;
 mod error;
 mod fetch;
 pub mod hook;
+mod openpgp;
 mod remote_url;
 mod revision;
 mod spec;
@@ -36,9 +37,10 @@ pub use backoff::{Backoff, RandomSource, SeededRandom, backoff_delay, interval_w
 pub use error::SourceError;
 pub use fetch::Source;
 pub use hook::verify_hub_signature;
+pub use openpgp::OpenPgpKeyring;
 pub use revision::{FetchedRevision, SourceFile, VerifiedSigner};
 pub use spec::{
     Auth, DEFAULT_MAX_FILE_BYTES, DEFAULT_TOKEN_USERNAME, GitRef, SourceOptions, SourceSpec,
     Verification,
 };
-pub use verify::{GIT_NAMESPACE, SignedCommit, verify_commit};
+pub use verify::{GIT_NAMESPACE, SignedCommit, Signers, verify_commit};

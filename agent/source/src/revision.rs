@@ -34,9 +34,12 @@ pub struct SourceFile {
 /// The identity behind a verified commit signature, for status and audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedSigner {
-    /// The committer's email when the allowed-signers line covers it, otherwise that line's
-    /// principal patterns as written.
+    /// SSH: the committer's email when the allowed-signers line covers it, otherwise that
+    /// line's principal patterns as written. OpenPGP: the committer's email when one of the
+    /// key's user IDs carries it, otherwise the email of the key's primary user ID.
     pub principal: String,
-    /// `SHA256:…` fingerprint of the signing key, as `ssh-keygen -l` prints it.
+    /// SSH: `SHA256:…` fingerprint of the signing key, as `ssh-keygen -l` prints it. OpenPGP:
+    /// the primary key's fingerprint in upper-case hex, as `gpg --list-keys` prints it (also
+    /// when a subkey signed).
     pub key_fingerprint: String,
 }

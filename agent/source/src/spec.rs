@@ -3,7 +3,10 @@
 //! Kept free of gix types so the agent's configuration can build it without knowing how
 //! fetching works.
 
-use std::{fmt, path::PathBuf};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
 
 /// Cap on a single manifest file: large enough for any sane manifest (a big CRD is ~1 MiB),
 /// small enough that a mistaken commit of a binary cannot exhaust the agent's memory.
@@ -27,7 +30,8 @@ pub struct SourceSpec {
     /// Directory of manifests inside the repository, `/`-separated; `.` (the default) is the
     /// root. Files are returned relative to it.
     pub path: String,
-    /// When set, the head commit must be signed by an allowed key or it is never returned.
+    /// When set, the head commit must be signed by an allowed key (SSH or OpenPGP) or it is
+    /// never returned.
     pub verify: Option<Verification>,
 }
 
@@ -107,15 +111,85 @@ pub enum Auth {
     },
 }
 
-/// Which signatures make a commit applicable.
+/// Which signatures make a commit applicable: SSH signatures checked against an
+/// `allowed_signers` file, OpenPGP signatures checked against an armored keyring, or either.
+/// A commit signed with a kind whose trust source is not configured is refused. The files are
+/// re-read at every fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
     /// The head commit must carry a git SSH signature (`gpg.format=ssh`) by a key in this file,
-    /// in git's / OpenSSH's `allowed_signers` format. The file is re-read at every fetch.
+    /// in git's / OpenSSH's `allowed_signers` format.
     SshSignatures {
         /// The `allowed_signers` file.
         allowed_signers_file: PathBuf,
     },
+    /// The head commit must carry an OpenPGP signature (`gpg.format=openpgp`, git's default)
+    /// by a key, or a subkey of a key, in this armored keyring (`gpg --armor --export`).
+    OpenPgpSignatures {
+        /// The armored keyring file.
+        openpgp_keyring_file: PathBuf,
+    },
+    /// The head commit must carry either an SSH signature by a key in `allowed_signers_file`
+    /// or an OpenPGP signature by a key in `openpgp_keyring_file`: a team that signs both ways.
+    SshOrOpenPgpSignatures {
+        /// The `allowed_signers` file.
+        allowed_signers_file: PathBuf,
+        /// The armored keyring file.
+        openpgp_keyring_file: PathBuf,
+    },
+}
+
+impl Verification {
+    /// The verification for whichever of the two trust sources are given; `None` (no
+    /// verification) when neither is.
+    pub fn from_files(
+        allowed_signers_file: Option<PathBuf>,
+        openpgp_keyring_file: Option<PathBuf>,
+    ) -> Option<Self> {
+        match (allowed_signers_file, openpgp_keyring_file) {
+            (None, None) => None,
+            (Some(allowed_signers_file), None) => Some(Verification::SshSignatures {
+                allowed_signers_file,
+            }),
+            (None, Some(openpgp_keyring_file)) => Some(Verification::OpenPgpSignatures {
+                openpgp_keyring_file,
+            }),
+            (Some(allowed_signers_file), Some(openpgp_keyring_file)) => {
+                Some(Verification::SshOrOpenPgpSignatures {
+                    allowed_signers_file,
+                    openpgp_keyring_file,
+                })
+            }
+        }
+    }
+
+    /// The `allowed_signers` file, when SSH signatures are accepted.
+    pub fn allowed_signers_file(&self) -> Option<&Path> {
+        match self {
+            Verification::SshSignatures {
+                allowed_signers_file,
+            }
+            | Verification::SshOrOpenPgpSignatures {
+                allowed_signers_file,
+                ..
+            } => Some(allowed_signers_file),
+            Verification::OpenPgpSignatures { .. } => None,
+        }
+    }
+
+    /// The armored OpenPGP keyring, when OpenPGP signatures are accepted.
+    pub fn openpgp_keyring_file(&self) -> Option<&Path> {
+        match self {
+            Verification::OpenPgpSignatures {
+                openpgp_keyring_file,
+            }
+            | Verification::SshOrOpenPgpSignatures {
+                openpgp_keyring_file,
+                ..
+            } => Some(openpgp_keyring_file),
+            Verification::SshSignatures { .. } => None,
+        }
+    }
 }
 
 /// Knobs an operator tunes rather than a repository owner; defaults suit most installations.
@@ -150,6 +224,30 @@ impl Default for SourceOptions {
             shallow: true,
             git_config: Vec::new(),
             ca_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_from_files_accepts_either_or_both_trust_sources() {
+        let ssh = || Some(PathBuf::from("/etc/gitwarden/allowed_signers"));
+        let pgp = || Some(PathBuf::from("/etc/gitwarden/keyring.asc"));
+        assert_eq!(Verification::from_files(None, None), None);
+        for (ssh_file, pgp_file) in [(ssh(), None), (None, pgp()), (ssh(), pgp())] {
+            let verification = Verification::from_files(ssh_file.clone(), pgp_file.clone());
+            let verification = verification.as_ref();
+            assert_eq!(
+                verification.and_then(Verification::allowed_signers_file),
+                ssh_file.as_deref()
+            );
+            assert_eq!(
+                verification.and_then(Verification::openpgp_keyring_file),
+                pgp_file.as_deref()
+            );
         }
     }
 }

@@ -173,7 +173,7 @@ fn key_allowed_only_for_another_namespace_is_unverified() {
 }
 
 #[test]
-fn openpgp_signature_is_reported_as_not_supported() {
+fn openpgp_signature_without_a_configured_keyring_names_the_flag() {
     let remote = Remote::new();
     remote.write("a.yaml", "a\n");
     remote.commit("unsigned");
@@ -193,7 +193,7 @@ fn openpgp_signature_is_reported_as_not_supported() {
     let why = unverified_why(fetch(verified_spec(&remote, signers)).unwrap_err(), &head);
 
     assert!(
-        why.contains("OpenPGP signatures are not supported yet; use SSH signing"),
+        why.contains("no OpenPGP keyring is configured (set --openpgp-keyring)"),
         "{why}"
     );
 }

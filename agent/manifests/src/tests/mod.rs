@@ -7,6 +7,7 @@ mod object_ref;
 mod order;
 mod prepare;
 mod scope;
+mod secrets;
 
 use crate::{LoadErrors, ManifestFile, ManifestSet};
 

@@ -11,6 +11,8 @@ use tempfile::TempDir;
 /// `git` in a directory, isolated from the user's configuration: the test kit's.
 pub use gitwarden_tests::git::git;
 
+pub mod gpg;
+
 /// A work-tree repository acting as the remote.
 pub struct Remote {
     pub dir: TempDir,
