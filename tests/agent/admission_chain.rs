@@ -20,7 +20,8 @@ use gitwarden_manifests::Location;
 use gitwarden_shared::audit::{AuditDecision, AuditRecord};
 use gitwarden_tests::Identity;
 use gitwarden_tests::loopback::LoopbackWebhook;
-use gitwarden_tests::webhook::apply;
+use gitwarden_tests::testdata;
+use gitwarden_tests::webhook::{apply, render};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     ValidatingWebhookConfiguration,
@@ -40,25 +41,25 @@ fn policy(allow: &[&str]) -> String {
         .iter()
         .map(|n| format!("\"{n}\""))
         .collect();
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gitwarden-policy\n  namespace: NAMESPACE\ndata:\n  \
-         policy.yaml: |\n    admissionChain:\n      allow: [{}]\n",
-        names.join(", ")
+    testdata::rendered(
+        "agent/admission-chain-policy.yaml",
+        &[("ALLOW", &names.join(", "))],
     )
+    .unwrap()
 }
 
 fn settings(value: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  value: {value}\n"
-    )
+    testdata::rendered("agent/settings-value-configmap.yaml", &[("VALUE", value)]).unwrap()
 }
 
 /// A ValidatingWebhookConfiguration without webhooks: in the admission
 /// chain, harmless to every other test.
 fn empty_validating(name: &str) -> String {
-    format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n"
+    testdata::rendered(
+        "agent/empty-validating-webhook-configuration.yaml",
+        &[("NAME", name)],
     )
+    .unwrap()
 }
 
 /// A ValidatingAdmissionPolicy and its binding refusing the agent's writes
@@ -69,15 +70,15 @@ fn refusing_policy(name: &str, ns: &str, only: Option<&str>) -> String {
         None => format!("request.userInfo.username != '{AGENT}'"),
         Some(configmap) => format!("object.metadata.name != '{configmap}'"),
     };
-    format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: {name}\n\
-         spec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: [\"\"]\n      \
-         apiVersions: [v1]\n      operations: [CREATE, UPDATE]\n      resources: [configmaps]\n  \
-         validations:\n  - expression: \"{expression}\"\n    message: no writes here\n---\n\
-         apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: {name}\n\
-         spec:\n  policyName: {name}\n  validationActions: [Deny]\n  matchResources:\n    namespaceSelector:\n      \
-         matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n"
+    testdata::rendered(
+        "agent/refusing-admission-policy.yaml",
+        &[
+            ("NAME", name),
+            ("NAMESPACE", ns),
+            ("EXPRESSION", &expression),
+        ],
     )
+    .unwrap()
 }
 
 /// A MutatingWebhookConfiguration for ConfigMaps in `ns` calling a URL
@@ -89,13 +90,15 @@ fn rogue_mutating(name: &str, ns: &str) -> String {
         .local_addr()
         .unwrap()
         .port();
-    format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
-         webhooks:\n- name: rewrite.example.com\n  clientConfig:\n    url: https://127.0.0.1:{port}/mutate\n  \
-         failurePolicy: Ignore\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
-         namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  \
-         rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    resources: [configmaps]\n"
+    testdata::rendered(
+        "agent/rogue-mutating-webhook-configuration.yaml",
+        &[
+            ("NAME", name),
+            ("NAMESPACE", ns),
+            ("PORT", &port.to_string()),
+        ],
     )
+    .unwrap()
 }
 
 /// `kubectl create -f -` as `who`, which must succeed.
@@ -430,12 +433,7 @@ async fn a_rogue_admission_object_held_by_a_finalizer_is_removed_and_counted_onc
     create_as(
         &s,
         Identity::Alice,
-        &format!(
-            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  \
-             name: {rogue}\n  finalizers: [example.com/keep]\nspec:\n  matchConstraints:\n    resourceRules:\n    \
-             - apiGroups: [\"\"]\n      apiVersions: [v1]\n      operations: [CREATE]\n      resources: [configmaps]\n  \
-             validations:\n  - expression: \"true\"\n"
-        ),
+        &testdata::rendered("agent/finalized-admission-policy.yaml", &[("NAME", &rogue)]).unwrap(),
     );
     let removed = gone::<ValidatingAdmissionPolicy>(&s, &rogue, Instant::now()).await;
     eprintln!("held by a finalizer, removed after {removed:?}");
@@ -458,15 +456,11 @@ async fn a_rogue_admission_object_held_by_a_finalizer_is_removed_and_counted_onc
 /// matter to anyone: it selects only objects labelled
 /// `gitwarden.test/never`, and fails open.
 fn harmless_validating(name: &str, ns: &str) -> String {
-    format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
-         webhooks:\n- name: check.gitwarden.test\n  clientConfig:\n    url: https://127.0.0.1:9/validate\n  \
-         failurePolicy: Ignore\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
-         namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  \
-         objectSelector:\n    matchLabels: {{gitwarden.test/never: \"true\"}}\n  \
-         matchConditions:\n  - name: in-git\n    expression: \"true\"\n  \
-         rules:\n  - apiGroups: [\"\"]\n    apiVersions: [v1]\n    operations: [CREATE]\n    resources: [configmaps]\n"
+    testdata::rendered(
+        "agent/harmless-validating-webhook-configuration.yaml",
+        &[("NAME", name), ("NAMESPACE", ns)],
     )
+    .unwrap()
 }
 
 /// `kubectl patch --type=json` of the configuration `name` as `who`.
@@ -505,7 +499,7 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
     // The audit webhook reads the same policy; it must exist before it starts.
     apply(
         &s.cluster.kubeconfig(Identity::Admin),
-        &policy(&[]).replace("NAMESPACE", &ns),
+        &render(&policy(&[]), &[("NAMESPACE", &ns)]),
     )
     .unwrap();
     let audit_log = AuditWebhook::start(&s).await;
@@ -714,7 +708,7 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
     // leaves it, and the agent must say who stands between git and the cluster.
     apply(
         &s.cluster.kubeconfig(Identity::Admin),
-        &policy(&["allowed-*"]).replace("NAMESPACE", &ns),
+        &render(&policy(&["allowed-*"]), &[("NAMESPACE", &ns)]),
     )
     .unwrap();
     create_as(
@@ -733,7 +727,7 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
     let commit = s.commit(
         &[(
             "app/refused.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: refused\n  namespace: NAMESPACE\ndata:\n  k: v\n",
+            &testdata::rendered("agent/configmap.yaml", &[("NAME", "refused")]).unwrap(),
         )],
         "a ConfigMap the policy refuses",
     );
@@ -865,7 +859,7 @@ async fn a_removed_admission_object_is_recorded_in_the_audit_log_as_removed() {
     let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &rogue)]);
     apply(
         &s.cluster.kubeconfig(Identity::Admin),
-        &policy(&[]).replace("NAMESPACE", &ns),
+        &render(&policy(&[]), &[("NAMESPACE", &ns)]),
     )
     .unwrap();
     let webhook = AuditWebhook::start(&s).await;

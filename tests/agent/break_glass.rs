@@ -17,6 +17,7 @@ use gitwarden_apply::{Held, Kept};
 use gitwarden_manifests::ObjectRef;
 use gitwarden_tests::Identity;
 use gitwarden_tests::loopback::LoopbackWebhook;
+use gitwarden_tests::testdata;
 use gitwarden_tests::webhook::{apply, render};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
@@ -25,11 +26,6 @@ use crate::common::{AgentSetup, RunningAgent, json as to_json, wait_for};
 
 const VALIDATING: &str = "validatingwebhookconfiguration";
 const MUTATING: &str = "mutatingwebhookconfiguration";
-
-/// The default policy's break-glass rules, written out: carol's group may
-/// break glass, for at most 4h.
-const POLICY: &str =
-    "breakGlass:\n  groups: [\"gitwarden:break-glass\"]\n  defaultTtl: 1h\n  maxTtl: 4h\n";
 
 /// The real `gitwarden-webhook`, enforcing in one namespace only.
 ///
@@ -49,12 +45,9 @@ impl ScopedWebhook {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let ns = s.ns().to_owned();
         let admin = s.cluster.kubeconfig(Identity::Admin);
-        let indented: String = POLICY.lines().map(|l| format!("    {l}\n")).collect();
         apply(
             &admin,
-            &format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gitwarden-policy\n  namespace: {ns}\ndata:\n  policy.yaml: |\n{indented}"
-            ),
+            &testdata::rendered("agent/break-glass-policy.yaml", &[("NAMESPACE", &ns)]).unwrap(),
         )
         .unwrap();
         let loopback = LoopbackWebhook::start(&admin, &format!("{ns}/gitwarden-policy"))
@@ -202,12 +195,19 @@ fn events(s: &AgentSetup, reason: &str) -> String {
     .clone()
 }
 
-/// A ConfigMap carol creates under break-glass.
-fn carol_creates(s: &AgentSetup, name: &str, ttl: &str, extra_annotations: &str) {
-    let manifest = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    gitwarden.io/break-glass: INC-77 emergency config\n    gitwarden.io/break-glass-ttl: {ttl}\n{extra_annotations}data:\n  k: by-hand\n",
-        ns = s.ns()
-    );
+/// A ConfigMap carol creates under break-glass (with one more annotation,
+/// `key: value`, unless empty).
+fn carol_creates(s: &AgentSetup, name: &str, ttl: &str, more_annotations: &str) {
+    let manifest = testdata::rendered(
+        "agent/break-glass-configmap.yaml",
+        &[
+            ("NAME", name),
+            ("NAMESPACE", s.ns()),
+            ("TTL", ttl),
+            ("MORE_ANNOTATIONS", more_annotations),
+        ],
+    )
+    .unwrap();
     apply(&s.cluster.kubeconfig(Identity::Carol), &manifest).unwrap();
 }
 
@@ -223,13 +223,15 @@ fn configmap_field(s: &AgentSetup, name: &str, jsonpath: &str) -> String {
     .to_owned()
 }
 
-const SETTINGS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n";
+fn settings() -> String {
+    testdata::read("settings-configmap.yaml").unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unless_prune_is_disabled()
  {
     let s = AgentSetup::new("bg-created").await;
-    let commit = s.commit(&[("app/settings.yaml", SETTINGS)], "first");
+    let commit = s.commit(&[("app/settings.yaml", &settings())], "first");
     let webhook = ScopedWebhook::start(&s).await;
     let token = hook_token();
     let agent = s.start_agent(&[
@@ -256,7 +258,7 @@ async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unl
         )
         .expect_failure();
     carol_creates(&s, "hotfix", "12s", "");
-    carol_creates(&s, "keepme", "12s", "    gitwarden.io/prune: disabled\n");
+    carol_creates(&s, "keepme", "12s", "gitwarden.io/prune: disabled");
     assert_eq!(
         configmap_field(
             &s,
@@ -377,7 +379,7 @@ async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unl
 async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_and_label_removed()
 {
     let s = AgentSetup::new("bg-revert").await;
-    let commit = s.commit(&[("app/settings.yaml", SETTINGS)], "first");
+    let commit = s.commit(&[("app/settings.yaml", &settings())], "first");
     let webhook = ScopedWebhook::start(&s).await;
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     assert!(synced(&agent, &commit).await, "{}", agent.log());

@@ -5,8 +5,9 @@ use std::process::Command;
 
 use gitwarden_agent::status::{Status, Synced};
 use gitwarden_apply::{Action, SyncReport};
+use gitwarden_tests::testdata;
 pub use gitwarden_tests::wait_for;
-use gitwarden_tests::webhook::apply;
+use gitwarden_tests::webhook::{apply, render};
 use gitwarden_tests::{Identity, TestCluster, TestNamespace};
 use serde::Serialize;
 
@@ -68,11 +69,9 @@ async fn agent_identity(cluster: &'static TestCluster) -> PathBuf {
     AGENT_KUBECONFIG
         .get_or_init(|| async {
             let admin = cluster.kubeconfig(Identity::Admin);
-            apply(
-                &admin,
-                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n",
-            )
-            .unwrap();
+            let namespace =
+                testdata::rendered("namespace.yaml", &[("NAME", "gitwarden-system")]).unwrap();
+            apply(&admin, &namespace).unwrap();
             // The rights the addon ships (deploy/base/rbac-agent.yaml), not
             // cluster-admin: every agent test also proves they are enough.
             let rbac = std::fs::read_to_string(
@@ -121,7 +120,7 @@ impl AgentSetup {
         for (path, content) in files {
             let full = self.repo.path().join(path);
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(full, content.replace("NAMESPACE", self.ns())).unwrap();
+            std::fs::write(full, render(content, &[("NAMESPACE", self.ns())])).unwrap();
         }
         git(self.repo.path(), &["add", "-A"]);
         git(

@@ -4,14 +4,9 @@
 use std::time::Duration;
 
 use gitwarden_agent::status::Status;
+use gitwarden_tests::testdata;
 
 use crate::common::{AgentSetup, RunningAgent, wait_for};
-
-const WEB: &str = concat!(
-    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: NAMESPACE\nspec:\n  replicas: 2\n",
-    "  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n",
-    "    spec:\n      containers:\n        - name: web\n          image: registry.example/web:1\n",
-);
 
 async fn status(agent: &RunningAgent) -> Status {
     agent.status().await.unwrap_or_default()
@@ -40,7 +35,8 @@ async fn settled(agent: &RunningAgent, quiet: Duration) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
     let s = AgentSetup::new("drift-status").await;
-    let commit = s.commit(&[("app/web.yaml", WEB)], "first");
+    let web = testdata::read("agent/web-deployment.yaml").unwrap();
+    let commit = s.commit(&[("app/web.yaml", &web)], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     let first = wait_for(Duration::from_secs(30), || async {
         let st = agent.status().await?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gitwarden_agent::standby::{Standing, StuckReason};
 use gitwarden_agent::status::Role;
+use gitwarden_tests::testdata;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -25,7 +26,9 @@ const TIMINGS: [&str; 6] = [
     "500ms",
 ];
 
-const SETTINGS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  k: v\n";
+fn settings() -> String {
+    testdata::rendered("agent/configmap.yaml", &[("NAME", "settings")]).unwrap()
+}
 
 fn gauge(metrics: &str) -> Option<f64> {
     metrics
@@ -87,7 +90,7 @@ async fn an_agent_kept_from_leading_by_a_foreign_lease_holder_reports_it_stuck()
         )
         .await
         .unwrap();
-    let commit = s.commit(&[("settings.yaml", SETTINGS)], "settings");
+    let commit = s.commit(&[("settings.yaml", &settings())], "settings");
     let agent = s.start_agent(&TIMINGS);
     let answering = wait_for(Duration::from_secs(30), || agent.status()).await;
     assert!(
@@ -205,7 +208,7 @@ async fn an_agent_kept_from_leading_by_a_foreign_lease_holder_reports_it_stuck()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_behind_a_healthy_leader_is_waiting_not_stuck() {
     let s = AgentSetup::new("leader-healthy").await;
-    let commit = s.commit(&[("settings.yaml", SETTINGS)], "settings");
+    let commit = s.commit(&[("settings.yaml", &settings())], "settings");
     let leader = s.start_agent(&TIMINGS);
     let led = wait_for(Duration::from_secs(30), || async {
         let status = leader.status().await?;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use gitwarden_agent::status::Status;
 use gitwarden_apply::{Action, SyncReport};
+use gitwarden_tests::testdata;
 use gitwarden_tests::webhook::apply;
 use gitwarden_tests::{Identity, TestCluster, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -55,7 +56,7 @@ fn write_repository(repo: &Path) -> (String, BTreeSet<String>) {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("namespace.yaml"),
-            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+            testdata::rendered("namespace.yaml", &[("NAME", ns)]).unwrap(),
         )
         .unwrap();
         objects.insert(format!("v1 Namespace {ns}"));
@@ -232,14 +233,12 @@ async fn the_agent_converges_with_nothing_half_applied_after_the_api_server_is_k
     let admin_kubeconfig = cluster.kubeconfig(Identity::Admin);
     apply(
         &admin_kubeconfig,
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n",
+        &testdata::rendered("namespace.yaml", &[("NAME", "gitwarden-system")]).unwrap(),
     )
     .unwrap();
     apply(
         &admin_kubeconfig,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: gitwarden-agent-test\n\
-         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
-         subjects: [{kind: ServiceAccount, name: gitwarden-agent, namespace: gitwarden-system}]\n",
+        &testdata::read("agent-as-cluster-admin.yaml").unwrap(),
     )
     .unwrap();
     let (_, agent_kubeconfig) = cluster

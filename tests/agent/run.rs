@@ -3,10 +3,14 @@
 use std::time::{Duration, Instant};
 
 use gitwarden_agent::status::Role;
+use gitwarden_tests::testdata;
 
 use crate::common::{AgentSetup, wait_for};
 
-const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n";
+/// The app in git: its settings ConfigMap.
+fn app() -> String {
+    testdata::read("settings-configmap.yaml").unwrap()
+}
 
 async fn synced(agent: &crate::common::RunningAgent, commit: &str) -> bool {
     wait_for(Duration::from_secs(30), || async {
@@ -20,7 +24,7 @@ async fn synced(agent: &crate::common::RunningAgent, commit: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
     let s = AgentSetup::new("run-drift").await;
-    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let commit = s.commit(&[("app/settings.yaml", &app())], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     assert!(
         synced(&agent, &commit).await,
@@ -87,7 +91,7 @@ async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_commit_is_applied_within_seconds_of_post_hook() {
     let s = AgentSetup::new("run-hook").await;
-    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let commit = s.commit(&[("app/settings.yaml", &app())], "first");
     let token = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token.path(), "push-secret\n").unwrap();
     let agent = s.start_agent(&[
@@ -99,7 +103,7 @@ async fn a_pushed_commit_is_applied_within_seconds_of_post_hook() {
     ]);
     assert!(synced(&agent, &commit).await, "{}", agent.log());
     let next = s.commit(
-        &[("app/settings.yaml", &APP.replace("hello", "pushed"))],
+        &[("app/settings.yaml", &app().replace("hello", "pushed"))],
         "second",
     );
     let client = reqwest::Client::new();
@@ -135,7 +139,7 @@ async fn a_pushed_commit_is_applied_within_seconds_of_post_hook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
     let s = AgentSetup::new("run-leader").await;
-    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let commit = s.commit(&[("app/settings.yaml", &app())], "first");
     let lease = [
         "--interval",
         "1h",
@@ -178,7 +182,7 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitwarden_agent_status_reads_a_running_agents_status_as_typed_fields() {
     let s = AgentSetup::new("run-status").await;
-    let commit = s.commit(&[("app/settings.yaml", APP)], "first");
+    let commit = s.commit(&[("app/settings.yaml", &app())], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     assert!(
         synced(&agent, &commit).await,

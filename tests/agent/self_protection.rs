@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use gitwarden_agent::status::{GuardState, Removal};
-use gitwarden_tests::Identity;
+use gitwarden_tests::{Identity, testdata};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
@@ -336,10 +336,15 @@ async fn a_deleted_or_weakened_webhook_configuration_is_healed_from_git() {
     let refused = gitwarden_tests::kubectl::run_kubectl_stdin(
         &s.cluster.kubeconfig(Identity::Admin),
         &["create", "-f", "-"],
-        &format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-healing\n  \
-             namespace: {ns}\n  labels: {{{SCOPE_LABEL}: {ns}}}\n"
-        ),
+        &testdata::rendered(
+            "agent/scoped-configmap.yaml",
+            &[
+                ("NAME", "after-healing"),
+                ("NAMESPACE", &ns),
+                ("SCOPE_LABEL", SCOPE_LABEL),
+            ],
+        )
+        .unwrap(),
     );
     assert!(
         refused.expect_failure().contains("failed calling webhook"),

@@ -3,22 +3,24 @@
 use std::time::Duration;
 
 use gitwarden_apply::Action;
+use gitwarden_tests::testdata;
 
 use crate::common::{AgentSetup, actions, json};
 
-const APP: &str = concat!(
-    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: NAMESPACE\ndata:\n  greeting: hello\n",
-    "---\n",
-    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: NAMESPACE\nspec:\n  replicas: 2\n",
-    "  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n",
-    "    spec:\n      containers:\n        - name: web\n          image: registry.example/web:1\n",
-);
+/// The app in git: its settings and its Deployment, in one file.
+fn app() -> String {
+    format!(
+        "{}---\n{}",
+        testdata::read("settings-configmap.yaml").unwrap(),
+        testdata::read("agent/web-deployment.yaml").unwrap()
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sync_applies_the_commit_and_a_resync_sends_no_writes() {
     let s = AgentSetup::new("agent-first").await;
     let commit = s.commit(
-        &[("app/web.yaml", APP), ("README.md", "not a manifest")],
+        &[("app/web.yaml", &app()), ("README.md", "not a manifest")],
         "first",
     );
     let first = s.sync();
@@ -48,19 +50,18 @@ async fn a_first_sync_applies_the_commit_and_a_resync_sends_no_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_commit_is_applied_and_a_deleted_file_is_pruned() {
     let s = AgentSetup::new("agent-prune").await;
-    let extra =
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: NAMESPACE\n";
+    let extra = |name| testdata::rendered("agent/empty-configmap.yaml", &[("NAME", name)]).unwrap();
     s.commit(
         &[
-            ("app/web.yaml", APP),
-            ("app/extra.yaml", extra),
-            ("app/more.yaml", &extra.replace("extra", "more")),
+            ("app/web.yaml", &app()),
+            ("app/extra.yaml", &extra("extra")),
+            ("app/more.yaml", &extra("more")),
         ],
         "first",
     );
     s.sync();
     s.commit(
-        &[("app/web.yaml", &APP.replace("hello", "bonjour"))],
+        &[("app/web.yaml", &app().replace("hello", "bonjour"))],
         "translate",
     );
     s.remove("app/extra.yaml");
@@ -91,9 +92,9 @@ async fn a_new_commit_is_applied_and_a_deleted_file_is_pruned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_yaml_error_applies_nothing_and_names_the_file_and_line() {
     let s = AgentSetup::new("agent-yaml").await;
-    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n  namespace: NAMESPACE\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [broken\n";
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n  namespace: ${NAMESPACE}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [broken\n";
     s.commit(
-        &[("app/web.yaml", APP), ("app/broken.yaml", broken)],
+        &[("app/web.yaml", &app()), ("app/broken.yaml", broken)],
         "broken",
     );
     let run = s.agent("sync", &[]);
@@ -107,7 +108,7 @@ async fn a_yaml_error_applies_nothing_and_names_the_file_and_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_commit_is_not_applied_when_signatures_are_required() {
     let s = AgentSetup::new("agent-unsigned").await;
-    s.commit(&[("app/web.yaml", APP)], "unsigned");
+    s.commit(&[("app/web.yaml", &app())], "unsigned");
     let signers = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(signers.path(), "ops@example.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBj9Hi2K0VfPQ8kVP8JbDvDlUmTVd0EaN1XDlLt4Uq9V\n").unwrap();
     let run = s.agent(
@@ -123,14 +124,14 @@ async fn an_unsigned_commit_is_not_applied_when_signatures_are_required() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_exits_0_in_sync_1_with_differences_and_2_on_errors() {
     let s = AgentSetup::new("agent-diff").await;
-    s.commit(&[("app/web.yaml", APP)], "first");
+    s.commit(&[("app/web.yaml", &app())], "first");
     let before = s.agent("diff", &[]);
     assert_eq!(before.code, 1, "{}", before.stdout);
     assert!(before.stdout.contains("+ create"), "{}", before.stdout);
     s.sync();
     assert_eq!(s.agent("diff", &[]).code, 0);
     s.commit(
-        &[("app/web.yaml", &APP.replace("replicas: 2", "replicas: 3"))],
+        &[("app/web.yaml", &app().replace("replicas: 2", "replicas: 3"))],
         "scale",
     );
     let changed = s.agent("diff", &[]);
@@ -159,7 +160,7 @@ async fn diff_exits_0_in_sync_1_with_differences_and_2_on_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverted() {
     let s = AgentSetup::new("agent-bg").await;
-    s.commit(&[("app/web.yaml", APP)], "first");
+    s.commit(&[("app/web.yaml", &app())], "first");
     s.sync();
     // What the webhook lets carol do and stamps (no webhook in this cluster).
     // Long enough for the patch and one sync even on a loaded machine.
@@ -235,7 +236,7 @@ async fn a_break_glass_change_is_left_alone_until_its_window_closes_then_reverte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_repository_keeps_the_cluster_and_says_where() {
     let s = AgentSetup::new("agent-gone").await;
-    s.commit(&[("app/web.yaml", APP)], "first");
+    s.commit(&[("app/web.yaml", &app())], "first");
     s.sync();
     std::fs::remove_dir_all(s.repo.path().join(".git")).unwrap();
     let run = s.agent("sync", &[]);
@@ -252,20 +253,14 @@ async fn an_unreachable_repository_keeps_the_cluster_and_says_where() {
 /// dry-run cannot compare permissions with a Role that does not exist yet, so
 /// this only passes because the shipped ClusterRole grants `bind` and
 /// `escalate` (deploy/base/rbac-agent.yaml; the agent tests run with it).
-const RBAC: &str = concat!(
-    "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: deployer\n  namespace: NAMESPACE\n",
-    "rules:\n  - apiGroups: [\"\"]\n    resources: [secrets]\n    verbs: [get, list, watch, create, update, patch, delete]\n",
-    "  - apiGroups: [\"rbac.authorization.k8s.io\"]\n    resources: [roles]\n    verbs: [bind]\n",
-    "---\n",
-    "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: deployer\n  namespace: NAMESPACE\n",
-    "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}\n",
-    "subjects: [{kind: User, name: ci-bot, apiGroup: rbac.authorization.k8s.io}]\n",
-);
+fn rbac() -> String {
+    testdata::read("agent/deployer-rbac.yaml").unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_and_its_binding_added_in_one_commit_are_applied_with_the_shipped_rbac() {
     let s = AgentSetup::new("agent-rbac").await;
-    s.commit(&[("rbac/deployer.yaml", RBAC)], "rbac from git");
+    s.commit(&[("rbac/deployer.yaml", &rbac())], "rbac from git");
     let report = s.sync();
     assert!(
         actions(&report).iter().all(|(_, a)| *a == Action::Created),
@@ -288,9 +283,10 @@ async fn a_role_and_its_binding_added_in_one_commit_are_applied_with_the_shipped
 fn many_config_maps(count: usize) -> String {
     (0..count)
         .map(|i| {
-            format!(
-                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\n  namespace: NAMESPACE\ndata:\n  index: \"{i}\"\n"
-            )
+            let (name, index) = (format!("cm-{i:02}"), i.to_string());
+            let vars = [("NAME", name.as_str()), ("INDEX", index.as_str())];
+            "---\n".to_owned()
+                + &testdata::rendered("agent/numbered-configmap.yaml", &vars).unwrap()
         })
         .collect()
 }

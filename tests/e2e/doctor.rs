@@ -14,7 +14,7 @@ use gitwarden_tests::binaries::binary;
 use gitwarden_tests::doctor::{Finding, Severity, doctor, doctor_text};
 use gitwarden_tests::git::git;
 use gitwarden_tests::webhook::apply;
-use gitwarden_tests::{Identity, TestCluster};
+use gitwarden_tests::{Identity, TestCluster, testdata};
 
 /// A unique lowercase suffix: tests share one cluster.
 fn unique() -> String {
@@ -59,7 +59,7 @@ impl Drop for Cleanup {
 fn ensure_system_namespace(cluster: &TestCluster) {
     apply(
         &cluster.kubeconfig(Identity::Admin),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n",
+        &testdata::rendered("namespace.yaml", &[("NAME", "gitwarden-system")]).unwrap(),
     )
     .unwrap();
 }
@@ -115,19 +115,20 @@ async fn a_user_granted_only_impersonation_of_service_accounts_is_reported_for_t
     let role = format!("doctor-impersonate-sa-{id}");
     let mut cleanup = Cleanup::new(cluster);
     cleanup.apply(
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\n\
-             rules:\n  - apiGroups: [\"\"]\n    resources: [serviceaccounts]\n    verbs: [impersonate]\n"
-        ),
+        &testdata::rendered(
+            "e2e/impersonate-service-accounts-clusterrole.yaml",
+            &[("NAME", &role)],
+        )
+        .unwrap(),
         &format!("clusterrole/{role}"),
         None,
     );
     cleanup.apply(
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {role}\n\
-             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
-             subjects: [{{kind: User, name: {mallory}, apiGroup: rbac.authorization.k8s.io}}]\n"
-        ),
+        &testdata::rendered(
+            "e2e/user-clusterrolebinding.yaml",
+            &[("NAME", &role), ("USER", &mallory)],
+        )
+        .unwrap(),
         &format!("clusterrolebinding/{role}"),
         None,
     );
@@ -177,37 +178,43 @@ async fn minting_the_agents_token_is_reported_but_minting_another_service_accoun
     let mut cleanup = Cleanup::new(cluster);
     // A ClusterRole bound by a RoleBinding in gitwarden-system ...
     cleanup.apply(
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {agent_role}\n\
-             rules:\n  - apiGroups: [\"\"]\n    resources: [serviceaccounts/token]\n    verbs: [create]\n    resourceNames: [gitwarden-agent]\n"
-        ),
+        &testdata::rendered(
+            "e2e/token-minter-clusterrole.yaml",
+            &[("NAME", &agent_role)],
+        )
+        .unwrap(),
         &format!("clusterrole/{agent_role}"),
         None,
     );
     cleanup.apply(
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {agent_role}\n  namespace: gitwarden-system\n\
-             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {agent_role}}}\n\
-             subjects: [{{kind: User, name: {minter}, apiGroup: rbac.authorization.k8s.io}}]\n"
-        ),
+        &testdata::rendered(
+            "e2e/user-rolebinding.yaml",
+            &[
+                ("NAME", &agent_role),
+                ("ROLE_KIND", "ClusterRole"),
+                ("USER", &minter),
+            ],
+        )
+        .unwrap(),
         &format!("rolebinding/{agent_role}"),
         Some("gitwarden-system"),
     );
     // ... and a Role there for another service account's token.
     cleanup.apply(
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {other_role}\n  namespace: gitwarden-system\n\
-             rules:\n  - apiGroups: [\"\"]\n    resources: [serviceaccounts/token]\n    verbs: [create]\n    resourceNames: [builder]\n"
-        ),
+        &testdata::rendered("e2e/token-minter-role.yaml", &[("NAME", &other_role)]).unwrap(),
         &format!("role/{other_role}"),
         Some("gitwarden-system"),
     );
     cleanup.apply(
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {other_role}\n  namespace: gitwarden-system\n\
-             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {other_role}}}\n\
-             subjects: [{{kind: User, name: {other_minter}, apiGroup: rbac.authorization.k8s.io}}]\n"
-        ),
+        &testdata::rendered(
+            "e2e/user-rolebinding.yaml",
+            &[
+                ("NAME", &other_role),
+                ("ROLE_KIND", "Role"),
+                ("USER", &other_minter),
+            ],
+        )
+        .unwrap(),
         &format!("rolebinding/{other_role}"),
         Some("gitwarden-system"),
     );
@@ -335,22 +342,18 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
         .unwrap();
     apply(
         &cluster.kubeconfig(Identity::Admin),
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: agent-admin\n  namespace: {ns}\n\
-             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}\n\
-             subjects: [{{kind: ServiceAccount, name: agent, namespace: {ns}}}]\n",
-            ns = ns.name()
-        ),
+        &testdata::rendered(
+            "e2e/agent-admin-rolebinding.yaml",
+            &[("NAMESPACE", ns.name())],
+        )
+        .unwrap(),
     )
     .unwrap();
     let repo = tempfile::tempdir().unwrap();
     git(repo.path(), &["init", "-q", "-b", "main"]);
     std::fs::write(
         repo.path().join("settings.yaml"),
-        format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {}\ndata:\n  greeting: hello\n",
-            ns.name()
-        ),
+        testdata::rendered("settings-configmap.yaml", &[("NAMESPACE", ns.name())]).unwrap(),
     )
     .unwrap();
     git(repo.path(), &["add", "-A"]);
@@ -437,13 +440,15 @@ async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_agai
     let serving = ca.issue_serving_cert(&[&service_dns], &[], day).unwrap();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let secret = |cert: &str| {
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gitwarden-webhook-tls\n  namespace: {}\ntype: kubernetes.io/tls\n\
-             data:\n  tls.crt: {}\n  tls.key: {}\n",
-            ns.name(),
-            b64(cert),
-            b64(&serving.key_pem)
+        testdata::rendered(
+            "e2e/webhook-tls-secret.yaml",
+            &[
+                ("NAMESPACE", ns.name()),
+                ("TLS_CRT", &b64(cert)),
+                ("TLS_KEY", &b64(&serving.key_pem)),
+            ],
         )
+        .unwrap()
     };
     let admin = cluster.kubeconfig(Identity::Admin);
     apply(&admin, &secret(&serving.cert_pem)).unwrap();
@@ -451,14 +456,15 @@ async fn a_service_webhooks_certificate_is_read_from_its_secret_and_checked_agai
     // matches only a resource that does not exist.
     let mut cleanup = Cleanup::new(cluster);
     cleanup.apply(
-        &format!(
-            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
-             webhooks:\n  - name: validate.doctor.example.invalid\n    admissionReviewVersions: [v1]\n    sideEffects: None\n\
-             \x20   failurePolicy: Ignore\n    clientConfig:\n      caBundle: {}\n      service: {{name: gitwarden-webhook, namespace: {}, path: /validate}}\n\
-             \x20   rules: [{{apiGroups: [doctor.example.invalid], apiVersions: [v1], operations: [CREATE], resources: [nothing]}}]\n",
-            b64(ca.cert_pem()),
-            ns.name()
-        ),
+        &testdata::rendered(
+            "e2e/service-webhook-configuration.yaml",
+            &[
+                ("NAME", &name),
+                ("CA_BUNDLE", &b64(ca.cert_pem())),
+                ("NAMESPACE", ns.name()),
+            ],
+        )
+        .unwrap(),
         &format!("validatingwebhookconfiguration/{name}"),
         None,
     );
@@ -528,12 +534,19 @@ fn lease_finding(
 ) -> (i32, Finding) {
     apply(
         &cluster.kubeconfig(Identity::Admin),
-        &format!(
-            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: gitwarden-agent\n  namespace: {namespace}\n\
-             spec:\n  holderIdentity: {holder}\n  leaseDurationSeconds: {seconds}\n  \
-             renewTime: \"{}\"\n",
-            renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        ),
+        &testdata::rendered(
+            "e2e/agent-lease.yaml",
+            &[
+                ("NAMESPACE", namespace),
+                ("HOLDER", holder),
+                ("SECONDS", &seconds.to_string()),
+                (
+                    "RENEW_TIME",
+                    &renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                ),
+            ],
+        )
+        .unwrap(),
     )
     .unwrap();
     let run = doctor(
@@ -573,12 +586,7 @@ async fn a_lease_held_by_a_pod_of_the_agents_service_account_is_fine() {
     let ns = cluster.namespace("doctor-lease-agent").await.unwrap();
     apply(
         &cluster.kubeconfig(Identity::Admin),
-        &format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: gitwarden-agent\n  namespace: {ns}\n---\n\
-             apiVersion: v1\nkind: Pod\nmetadata:\n  name: gitwarden-agent-0\n  namespace: {ns}\n\
-             spec:\n  serviceAccountName: gitwarden-agent\n  containers:\n  - name: agent\n    image: gitwarden/agent\n",
-            ns = ns.name()
-        ),
+        &testdata::rendered("e2e/agent-pod.yaml", &[("NAMESPACE", ns.name())]).unwrap(),
     )
     .unwrap();
     let (_, finding) = lease_finding(

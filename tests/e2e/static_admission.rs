@@ -10,7 +10,7 @@ use base64::Engine as _;
 use gitwarden_tests::cluster::repo_root;
 use gitwarden_tests::loopback::{LoopbackWebhook, PolicySource};
 use gitwarden_tests::webhook::{apply, render};
-use gitwarden_tests::{Identity, TestCluster};
+use gitwarden_tests::{Identity, TestCluster, testdata};
 
 const NAMESPACE: &str = "payments";
 
@@ -83,12 +83,7 @@ impl Webhook {
 
 /// A ValidatingWebhookConfiguration that would call nothing real.
 fn webhook_configuration(name: &str) -> String {
-    format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: {name}\n\
-         webhooks:\n  - name: noop.example.invalid\n    admissionReviewVersions: [v1]\n    sideEffects: None\n\
-         \x20   clientConfig: {{url: 'https://127.0.0.1:1/never'}}\n\
-         \x20   rules: [{{apiGroups: [example.invalid], apiVersions: [v1], operations: [CREATE], resources: [nothing]}}]\n"
-    )
+    testdata::rendered("e2e/noop-webhook-configuration.yaml", &[("NAME", name)]).unwrap()
 }
 
 /// alice's attempt to write a ConfigMap in the protected namespace.
@@ -129,14 +124,12 @@ async fn a_webhook_configured_from_manifest_files_enforces_and_cannot_be_deleted
         .expect_success();
     apply(
         &admin,
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: gitwarden-system\n",
+        &testdata::rendered("namespace.yaml", &[("NAME", "gitwarden-system")]).unwrap(),
     )
     .unwrap();
     apply(
         &admin,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: gitwarden-agent-test\n\
-         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
-         subjects: [{kind: ServiceAccount, name: gitwarden-agent, namespace: gitwarden-system}]\n",
+        &testdata::read("agent-as-cluster-admin.yaml").unwrap(),
     )
     .unwrap();
     let (_, agent) = cluster
@@ -227,13 +220,9 @@ async fn a_webhook_configured_from_manifest_files_enforces_and_cannot_be_deleted
 
     // Admission policies and their bindings too, whoever writes them, and
     // break-glass does not open the admission chain.
-    let policy = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n\
-                  metadata: {name: freeze-agent}\nspec:\n  failurePolicy: Fail\n\
-                  \x20 matchConstraints: {resourceRules: [{apiGroups: [''], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [configmaps]}]}\n\
-                  \x20 validations: [{expression: 'false', message: frozen}]\n";
-    let binding = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\n\
-                   metadata: {name: freeze-agent}\nspec: {policyName: freeze-agent, validationActions: [Deny]}\n";
-    for (who, manifest) in [(Identity::Alice, policy), (Identity::Admin, binding)] {
+    let policy = testdata::read("e2e/freeze-agent-policy.yaml").unwrap();
+    let binding = testdata::read("e2e/freeze-agent-policy-binding.yaml").unwrap();
+    for (who, manifest) in [(Identity::Alice, &policy), (Identity::Admin, &binding)] {
         let refused = cluster.kubectl_full(
             &cluster.kubeconfig(who),
             &["create", "-f", "-"],
@@ -297,9 +286,8 @@ async fn a_webhook_configured_from_manifest_files_enforces_and_cannot_be_deleted
         .expect_success();
 
     // The static mutating webhook stamps a break-glass change.
-    let emergency = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: emergency\n  namespace: {NAMESPACE}\n  annotations:\n    gitwarden.io/break-glass: INC-7 payments down\ndata:\n  k: hotfix\n"
-    );
+    let emergency =
+        testdata::rendered("e2e/emergency-configmap.yaml", &[("NAMESPACE", NAMESPACE)]).unwrap();
     let broke_glass = cluster.kubectl_full(
         &cluster.kubeconfig(Identity::Carol),
         &["create", "-f", "-"],

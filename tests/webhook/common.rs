@@ -1,6 +1,7 @@
 //! What every webhook test starts from.
 
 use gitwarden_shared::audit::AuditRecord;
+use gitwarden_tests::testdata;
 pub use gitwarden_tests::wait_for;
 use gitwarden_tests::webhook::{EXCLUSIVE, WebhookFixture, apply};
 use gitwarden_tests::{Identity, KubectlOutput, TestCluster, TestNamespace};
@@ -57,20 +58,27 @@ impl Setup {
 
     /// A ConfigMap the agent manages, in the test namespace.
     pub fn managed_configmap(&self, name: &str) {
-        self.agent_apply(&format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {}\n  labels:\n    app.kubernetes.io/managed-by: gitwarden\ndata:\n  k: from-git\n",
-            self.ns()
-        ));
+        self.agent_apply(&self.configmap(name, "from-git"));
     }
 
     /// A Deployment the agent manages, in the test namespace.
     pub fn managed_deployment(&self, name: &str) {
-        self.agent_apply(&format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/managed-by: gitwarden\n\
-             spec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n\
-             \x20   spec:\n      containers:\n        - name: main\n          image: registry.invalid/{name}:1\n",
-            ns = self.ns()
-        ));
+        self.agent_apply(&self.fixture("webhook/managed-deployment.yaml", &[("NAME", name)]));
+    }
+
+    /// The managed ConfigMap `name` in the test namespace with `k: value`.
+    pub fn configmap(&self, name: &str, value: &str) -> String {
+        self.fixture(
+            "webhook/managed-configmap.yaml",
+            &[("NAME", name), ("VALUE", value)],
+        )
+    }
+
+    /// The fixture `name` rendered with `vars` and the test's `${NAMESPACE}`.
+    pub fn fixture(&self, name: &str, vars: &[(&str, &str)]) -> String {
+        let mut all = vec![("NAMESPACE", self.ns())];
+        all.extend_from_slice(vars);
+        testdata::rendered(name, &all).unwrap()
     }
 
     /// The audit records of this test's namespace, newest first.

@@ -66,10 +66,7 @@ async fn system_masters_cannot_create_a_deployment() {
 async fn apply_patch_replace_and_edit_of_a_managed_object_are_refused() {
     let s = Setup::new("deny-update").await;
     s.managed_configmap("settings");
-    let changed = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {}\n  labels:\n    app.kubernetes.io/managed-by: gitwarden\ndata:\n  k: by-hand\n",
-        s.ns()
-    );
+    let changed = s.configmap("settings", "by-hand");
     let kubeconfig = s.cluster.kubeconfig(Identity::Alice);
     let apply = s
         .cluster
@@ -228,11 +225,7 @@ async fn cluster_roles_and_custom_resources_are_protected() {
     assert!(err.contains("(cluster-scoped)"), "{err}");
 
     let group = format!("{}.gitwarden.test", s.ns());
-    s.agent_apply(&format!(
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n\
-         \x20 names: {{plural: widgets, singular: widget, kind: Widget}}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n\
-         \x20     schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n"
-    ));
+    s.agent_apply(&s.fixture("webhook/widget-crd.yaml", &[("GROUP", &group)]));
     s.cluster
         .kubectl_with(
             s.gitwarden.agent_kubeconfig(),
@@ -244,10 +237,7 @@ async fn cluster_roles_and_custom_resources_are_protected() {
             ],
         )
         .expect_success();
-    let widget = format!(
-        "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gadget\n  namespace: {}\nspec:\n  size: 3\n",
-        s.ns()
-    );
+    let widget = s.fixture("webhook/widget.yaml", &[("GROUP", &group)]);
     let err = s
         .cluster
         .kubectl_full(
@@ -272,10 +262,7 @@ async fn cluster_roles_and_custom_resources_are_protected() {
 async fn dry_run_and_diff_work_and_leave_no_audit_record() {
     let s = Setup::new("dry-run").await;
     s.managed_configmap("settings");
-    let changed = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {}\ndata:\n  k: proposed\n",
-        s.ns()
-    );
+    let changed = s.fixture("webhook/proposed-configmap.yaml", &[]);
     let kubeconfig = s.cluster.kubeconfig(Identity::Alice);
     s.cluster
         .kubectl_full(

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use gitwarden_shared::audit::AuditRecord;
-use gitwarden_tests::Identity;
 use gitwarden_tests::kubectl::run_kubectl_stdin;
+use gitwarden_tests::{Identity, testdata};
 
 use crate::common::{Setup, audit_id, wait_for};
 
@@ -69,12 +69,7 @@ fn lease_holder(s: &Setup) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_cannot_take_the_agents_leader_lease_or_delete_it() {
     let s = Setup::new("lease").await;
-    apply_as_agent(
-        &s,
-        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: gitwarden-agent, namespace: gitwarden-system}\n\
-         spec: {holderIdentity: agent-0, leaseDurationSeconds: 15}\n",
-    )
-    .expect_success();
+    apply_as_agent(&s, &testdata::read("webhook/agent-lease.yaml").unwrap()).expect_success();
 
     let err = kubectl(
         &s,
@@ -114,18 +109,12 @@ async fn alice_cannot_take_the_agents_leader_lease_or_delete_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_write_leases_and_events_only_through_git_but_workloads_keep_writing_theirs() {
     let s = Setup::new("lease-workload").await;
-    let lease = format!(
-        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: leader, namespace: {}}}\nspec: {{holderIdentity: me}}\n",
-        s.ns()
-    );
+    let lease = s.fixture("webhook/leader-lease.yaml", &[]);
     let err = apply_as(&s, Identity::Admin, &lease)
         .expect_failure()
         .to_string();
     assert!(err.contains("denied the request"), "{err}");
-    let event = format!(
-        "apiVersion: v1\nkind: Event\nmetadata: {{name: fake, namespace: {ns}}}\ninvolvedObject: {{kind: Pod, name: x, namespace: {ns}}}\nreason: Fake\nmessage: fake\n",
-        ns = s.ns()
-    );
+    let event = s.fixture("webhook/fake-event.yaml", &[]);
     let err = apply_as(&s, Identity::Alice, &event)
         .expect_failure()
         .to_string();
@@ -133,15 +122,7 @@ async fn people_write_leases_and_events_only_through_git_but_workloads_keep_writ
     assert!(!exists(&s, &["-n", s.ns(), "lease", "leader"]));
 
     // A workload's service account with RBAC for leases (both from git).
-    s.agent_apply(&format!(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: operator, namespace: {ns}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: leases, namespace: {ns}}}\n\
-         rules: [{{apiGroups: [coordination.k8s.io], resources: [leases], verbs: ['*']}}]\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: leases, namespace: {ns}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: leases}}\n\
-         subjects: [{{kind: ServiceAccount, name: operator, namespace: {ns}}}]\n",
-        ns = s.ns()
-    ));
+    s.agent_apply(&s.fixture("webhook/lease-operator.yaml", &[]));
     let token = s
         .agent(&["create", "token", "operator"])
         .expect_success()
@@ -197,19 +178,22 @@ async fn alice_cannot_make_a_workload_whose_pods_would_run_as_a_controller_or_th
         ("kube-public", "default", "Job"),
     ] {
         let restart = if kind == "Job" { "Never" } else { "Always" };
-        let template = format!(
-            "template:\n    metadata: {{labels: {{app: thief}}}}\n    spec:\n      serviceAccountName: {service_account}\n      restartPolicy: {restart}\n      containers: [{{name: c, image: registry.invalid/x:1}}]"
-        );
         let (api, selector) = match kind {
-            "Job" => ("batch/v1", String::new()),
-            _ => (
-                "apps/v1",
-                "selector: {matchLabels: {app: thief}}\n  ".to_owned(),
-            ),
+            "Job" => ("batch/v1", ""),
+            _ => ("apps/v1", "selector: {matchLabels: {app: thief}}"),
         };
-        let manifest = format!(
-            "apiVersion: {api}\nkind: {kind}\nmetadata: {{name: thief, namespace: {namespace}}}\nspec:\n  {selector}{template}\n"
-        );
+        let manifest = testdata::rendered(
+            "webhook/thief-workload.yaml",
+            &[
+                ("API", api),
+                ("KIND", kind),
+                ("NAMESPACE", namespace),
+                ("SELECTOR", selector),
+                ("SERVICE_ACCOUNT", service_account),
+                ("RESTART", restart),
+            ],
+        )
+        .unwrap();
         let out = apply_as(&s, Identity::Alice, &manifest);
         if service_account == "default" {
             // kube-public's default account is nobody's identity: allowed.
@@ -235,8 +219,7 @@ async fn alice_cannot_make_a_workload_whose_pods_would_run_as_a_controller_or_th
     let err = apply_as(
         &s,
         Identity::Admin,
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: agent-thief, namespace: gitwarden-system}\n\
-         spec: {serviceAccountName: gitwarden-agent, containers: [{name: c, image: registry.invalid/x:1}]}\n",
+        &testdata::read("webhook/agent-thief-pod.yaml").unwrap(),
     )
     .expect_failure()
     .to_string();
@@ -281,8 +264,7 @@ async fn nobody_mints_a_controllers_token_or_fills_a_token_secret_for_it() {
     let err = apply_as(
         &s,
         Identity::Alice,
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gc-token\n  namespace: kube-system\n  annotations: {kubernetes.io/service-account.name: generic-garbage-collector}\n\
-         type: kubernetes.io/service-account-token\n",
+        &testdata::read("webhook/gc-token-secret.yaml").unwrap(),
     )
     .expect_failure()
     .to_string();
@@ -320,10 +302,7 @@ async fn admins_keep_running_kube_system_add_ons_and_the_controllers_keep_making
     apply_as(
         &s,
         Identity::Admin,
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: dns-addon, namespace: kube-system}\n---\n\
-         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: dns-addon, namespace: kube-system}\n\
-         spec:\n  replicas: 2\n  selector: {matchLabels: {app: dns-addon}}\n  template:\n    metadata: {labels: {app: dns-addon}}\n\
-         \x20   spec: {serviceAccountName: dns-addon, containers: [{name: c, image: registry.invalid/dns:2}]}\n",
+        &testdata::read("webhook/dns-addon.yaml").unwrap(),
     )
     .expect_success();
     // The deployment and replicaset controllers (exempt by name) made the Pods.
@@ -366,11 +345,7 @@ async fn admins_keep_running_kube_system_add_ons_and_the_controllers_keep_making
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_debug_node_and_privileged_pods_are_refused_in_kube_system() {
     let s = Setup::new("node-access").await;
-    apply_as_agent(
-        &s,
-        "apiVersion: v1\nkind: Node\nmetadata: {name: side-door-node}\n",
-    )
-    .expect_success();
+    apply_as_agent(&s, &testdata::read("webhook/node.yaml").unwrap()).expect_success();
     let debug = kubectl(
         &s,
         Identity::Admin,
@@ -487,12 +462,7 @@ async fn admin_cannot_delete_gitwardens_namespace_or_exec_into_its_pods() {
     );
     assert_eq!(phase.expect_success(), "Active");
 
-    apply_as_agent(
-        &s,
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: agent-pod, namespace: gitwarden-system}\n\
-         spec: {containers: [{name: agent, image: registry.invalid/agent:1}]}\n",
-    )
-    .expect_success();
+    apply_as_agent(&s, &testdata::read("webhook/agent-pod.yaml").unwrap()).expect_success();
     for args in [
         vec![
             "-n",
@@ -576,8 +546,7 @@ async fn carol_cannot_break_glass_on_the_policy_or_the_agents_rbac() {
 
     apply_as_agent(
         &s,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: gitwarden-agent-writer}\n\
-         rules: [{apiGroups: ['*'], resources: ['*'], verbs: ['*']}]\n",
+        &testdata::read("webhook/agent-writer-clusterrole.yaml").unwrap(),
     )
     .expect_success();
     let err = kubectl(
@@ -631,9 +600,7 @@ async fn aggregated_apis_and_certificate_requests_for_system_identities_are_refu
     let err = apply_as(
         &s,
         Identity::Alice,
-        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1.evil.example.com}\n\
-         spec: {group: evil.example.com, version: v1, groupPriorityMinimum: 1000, versionPriority: 15,\n\
-         \x20 insecureSkipTLSVerify: true, service: {name: evil, namespace: default}}\n",
+        &testdata::read("webhook/evil-apiservice.yaml").unwrap(),
     )
     .expect_failure()
     .to_string();
@@ -661,8 +628,5 @@ fn csr_for(common_name: &str) -> String {
         .push(rcgen::DnType::CommonName, common_name);
     let pem = params.serialize_request(&key).unwrap().pem().unwrap();
     let request = base64::engine::general_purpose::STANDARD.encode(pem);
-    format!(
-        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: kcm-thief}}\n\
-         spec:\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  request: {request}\n"
-    )
+    testdata::rendered("webhook/client-csr.yaml", &[("REQUEST", &request)]).unwrap()
 }

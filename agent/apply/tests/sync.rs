@@ -8,7 +8,7 @@ use gitwarden_apply::{
     Action, Applier, ApplyConfig, Discovery, PrunePolicy, RequestCounter, SyncError, SyncReport,
 };
 use gitwarden_manifests::{ManifestFile, ResolvedSet};
-use gitwarden_tests::{Identity, TestCluster, TestNamespace};
+use gitwarden_tests::{Identity, TestCluster, TestNamespace, testdata};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams};
 use kube::core::{DynamicObject, GroupVersionKind};
@@ -74,9 +74,9 @@ fn load(files: &[(&str, String)], discovery: &Discovery, ns: &str) -> Result<Res
 }
 
 fn config_map(name: &str, value: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value:?}\n"
-    )
+    "---\n".to_owned()
+        + &testdata::rendered("apply/configmap.yaml", &[("NAME", name), ("VALUE", value)])
+            .expect("the fixture apply/configmap.yaml")
 }
 
 fn config_maps(names: &[&str], value: &str) -> String {
@@ -151,30 +151,31 @@ async fn first_sync_applies_every_kind_then_a_noop_resync_writes_nothing() -> Re
     let files = vec![
         (
             "crds/widget.yaml",
-            format!(
-                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {{type: integer}}\n"
-            ),
+            testdata::rendered("apply/widget-crd.yaml", &[("GROUP", &group)])?,
         ),
         (
             "namespaces.yaml",
-            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {new_ns}\n"),
+            testdata::rendered("namespace.yaml", &[("NAME", &new_ns)])?,
         ),
         (
             "widgets.yaml",
-            format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: {new_ns}\nspec:\n  size: 3\n"),
+            testdata::rendered(
+                "apply/widget.yaml",
+                &[("GROUP", &group), ("NAMESPACE", &new_ns)],
+            )?,
         ),
         ("config.yaml", config_maps(&["settings", "flags"], "one")),
         (
             "in-new-ns.yaml",
-            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\n  namespace: {new_ns}\ndata:\n  a: b\n"),
+            testdata::rendered("apply/local-configmap.yaml", &[("NAMESPACE", &new_ns)])?,
         ),
-        (
-            "deploy.yaml",
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: registry.invalid/web:1\n".to_owned(),
-        ),
+        ("deploy.yaml", testdata::read("apply/web-deployment.yaml")?),
         (
             "rbac.yaml",
-            format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {cluster_role}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get]\n"),
+            testdata::rendered(
+                "apply/configmap-reader-clusterrole.yaml",
+                &[("NAME", &cluster_role)],
+            )?,
         ),
     ];
     let set = load(&files, env.applier.discovery(), ns)?;
@@ -274,7 +275,7 @@ async fn a_changed_config_map_is_reapplied_alone_and_a_removed_one_pruned_unless
     let env = env("apply-change").await?;
     let ns = env.ns.name();
     let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
-    let keep = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    gitwarden.io/prune: disabled\ndata:\n  k: v\n".to_owned();
+    let keep = testdata::read("apply/keep-configmap.yaml")?;
     let rev1 = load(
         &[
             ("cms.yaml", config_maps(&names, "one")),
