@@ -8,7 +8,9 @@ use gitwarden_apply::{ApplyConfig, PrunePolicy};
 use gitwarden_manifests::PlaintextSecrets;
 use gitwarden_source::{Auth, GitRef, SourceSpec, Verification};
 
-use crate::pipeline::SecretsConfig;
+use crate::pipeline::{PipelineConfig, SecretsConfig};
+use crate::rendering::RenderConfig;
+use gitwarden_render::Kustomize;
 
 /// gitwarden's sync agent: the cluster follows git, and only git.
 #[derive(Debug, Parser)]
@@ -244,6 +246,13 @@ pub struct CommonArgs {
     /// in memory; re-read at every sync.
     #[arg(long, env = "GITWARDEN_SOPS_AGE_KEY_FILE")]
     pub sops_age_key_file: Option<PathBuf>,
+    /// The kustomize binary that renders directories holding a kustomization
+    /// (the agent image ships a pinned one).
+    #[arg(long, env = "GITWARDEN_KUSTOMIZE", default_value = "kustomize")]
+    pub kustomize: PathBuf,
+    /// A kustomize build taking longer fails the revision.
+    #[arg(long, env = "GITWARDEN_RENDER_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub render_timeout: std::time::Duration,
     /// Accept Secrets whose data or stringData is plain text in git (refused by
     /// default; one Secret can be excepted with gitwarden.io/plaintext-secret: allowed).
     #[arg(long, env = "GITWARDEN_ALLOW_PLAINTEXT_SECRETS")]
@@ -274,6 +283,32 @@ impl CommonArgs {
         spec.verify =
             Verification::from_files(self.allowed_signers.clone(), self.openpgp_keyring.clone());
         spec
+    }
+
+    /// Everything the sync pipeline is configured with.
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        PipelineConfig {
+            spec: self.source_spec(),
+            cache_dir: self.cache_dir.clone(),
+            default_namespace: self.default_namespace.clone(),
+            apply: self.apply_config(),
+            health_timeout: self.health_timeout,
+            secrets: self.secrets(),
+            render: self.render_config(),
+        }
+    }
+
+    /// How kustomizations are rendered.
+    pub fn render_config(&self) -> RenderConfig {
+        RenderConfig {
+            kustomize: Kustomize {
+                binary: self.kustomize.clone(),
+                timeout: self.render_timeout,
+                ..Kustomize::default()
+            },
+            scratch_dir: self.cache_dir.join("render"),
+            max_export_bytes: 256 << 20,
+        }
     }
 
     /// How the revision's Secrets are read.

@@ -11,6 +11,7 @@ mod leader_report;
 mod pipeline;
 mod policy_watch;
 mod refusals;
+mod rendering;
 mod reporter;
 mod run;
 mod server;
@@ -109,16 +110,7 @@ async fn pipeline(args: &CommonArgs) -> anyhow::Result<(Pipeline, RequestCounter
     let client = counter
         .client(config)
         .context("building the Kubernetes client")?;
-    let pipeline = Pipeline::new(
-        client,
-        args.source_spec(),
-        args.cache_dir.clone(),
-        args.default_namespace.clone(),
-        args.apply_config(),
-        args.health_timeout,
-        args.secrets(),
-    )
-    .await?;
+    let pipeline = Pipeline::new(client, args.pipeline_config()).await?;
     Ok((pipeline, counter))
 }
 

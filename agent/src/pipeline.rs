@@ -10,6 +10,8 @@ use tracing::Instrument;
 
 use gitwarden_agent::admission_chain::GitObjects;
 use gitwarden_agent::status::{Synced, WorkloadHealth};
+
+use crate::rendering::{RenderConfig, render_revision};
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
 use gitwarden_manifests::{
     AgeKeys, LoadErrors, LoadOptions, ManifestFile, PlaintextSecrets, ResolvedSet, load_with,
@@ -38,6 +40,16 @@ pub enum PipelineError {
         /// What the apply engine reported.
         #[source]
         source: gitwarden_apply::SyncError,
+    },
+    /// The revision's kustomizations were refused or failed to build; nothing
+    /// was applied.
+    #[error("revision {revision}: cannot render:\n{source}")]
+    Render {
+        /// The commit.
+        revision: String,
+        /// Every kustomization's problem, one per line.
+        #[source]
+        source: crate::rendering::RenderFailure,
     },
     /// The age key file for SOPS cannot be read; nothing was applied.
     #[error("revision {revision}: {message}")]
@@ -78,6 +90,7 @@ pub struct Pipeline {
     client: kube::Client,
     health_timeout: std::time::Duration,
     secrets: SecretsConfig,
+    render: RenderConfig,
 }
 
 /// How the revision's Secrets are read: SOPS decryption and plain text.
@@ -90,27 +103,47 @@ pub struct SecretsConfig {
     pub plaintext: PlaintextSecrets,
 }
 
+/// Everything a pipeline is configured with, from the command line.
+pub struct PipelineConfig {
+    /// The git source.
+    pub spec: SourceSpec,
+    /// Where fetched repositories are cached.
+    pub cache_dir: PathBuf,
+    /// Namespace for namespaced objects that name none.
+    pub default_namespace: String,
+    /// How to apply and prune.
+    pub apply: ApplyConfig,
+    /// How long to wait for changed workloads to be ready.
+    pub health_timeout: std::time::Duration,
+    /// How Secrets are read.
+    pub secrets: SecretsConfig,
+    /// How kustomizations are rendered.
+    pub render: RenderConfig,
+}
+
 impl Pipeline {
     /// Opens the source cache and discovers the API server's resources.
-    pub async fn new(
-        client: kube::Client,
-        spec: SourceSpec,
-        cache_dir: PathBuf,
-        default_namespace: String,
-        config: ApplyConfig,
-        health_timeout: std::time::Duration,
-        secrets: SecretsConfig,
-    ) -> Result<Self, PipelineError> {
+    pub async fn new(client: kube::Client, config: PipelineConfig) -> Result<Self, PipelineError> {
+        let PipelineConfig {
+            spec,
+            cache_dir,
+            default_namespace,
+            apply,
+            health_timeout,
+            secrets,
+            render,
+        } = config;
         let source = tokio::task::spawn_blocking(move || Source::open(spec, &cache_dir)).await??;
         let discovery = Arc::new(Discovery::new(client.clone()).await?);
         Ok(Pipeline {
             git: tokio::sync::watch::Sender::new(None),
             source: Arc::new(Mutex::new(source)),
-            applier: Applier::new(client.clone(), discovery, config),
+            applier: Applier::new(client.clone(), discovery, apply),
             default_namespace,
             client,
             health_timeout,
             secrets,
+            render,
         })
     }
 
@@ -141,9 +174,21 @@ impl Pipeline {
         &self,
         revision: &FetchedRevision,
     ) -> Result<ResolvedSet, PipelineError> {
-        let files: Vec<ManifestFile<'_>> = revision
-            .files
+        let rendered = {
+            let (source, config) = (self.source.clone(), self.render.clone());
+            let commit = revision.commit.clone();
+            let paths: Vec<String> = revision.files.iter().map(|f| f.path.clone()).collect();
+            tokio::task::spawn_blocking(move || render_revision(&source, &commit, &paths, &config))
+                .await?
+                .map_err(|source| PipelineError::Render {
+                    revision: revision.commit.clone(),
+                    source,
+                })?
+        };
+        let files: Vec<ManifestFile<'_>> = rendered
+            .plain
             .iter()
+            .map(|&i| &revision.files[i])
             .map(|f| ManifestFile {
                 path: &f.path,
                 content: &f.content,
@@ -166,7 +211,7 @@ impl Pipeline {
             sops_keys: keys.as_ref(),
             plaintext_secrets: self.secrets.plaintext,
         };
-        let set = load_with(&files, &options).map_err(invalid)?;
+        let set = load_with(&files, rendered.rendered, &options).map_err(invalid)?;
         self.applier.discovery().refresh().await?;
         set.resolve_namespaces(self.applier.discovery().as_ref(), &self.default_namespace)
             .map_err(invalid)

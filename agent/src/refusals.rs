@@ -131,10 +131,7 @@ mod tests {
                 Some("ns"),
                 name,
             ),
-            location: gitwarden_manifests::Location {
-                file: "a.yaml".into(),
-                line: 1,
-            },
+            location: gitwarden_manifests::Location::new("a.yaml", 1),
             refused_by: AdmissionRefusal::ValidatingAdmissionPolicy {
                 policy: policy.into(),
                 binding: None,

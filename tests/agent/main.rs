@@ -8,6 +8,7 @@ mod admission_chain;
 mod break_glass;
 mod common;
 mod drift;
+mod kustomize;
 mod leader_stuck;
 mod restart;
 mod run;

@@ -290,10 +290,7 @@ mod tests {
         let failed = |name: &str| ObjectResult {
             object: held(name, "").object,
             action: Action::Failed("connection refused".into()),
-            location: gitwarden_manifests::Location {
-                file: "apps/web.yaml".into(),
-                line: 3,
-            },
+            location: gitwarden_manifests::Location::new("apps/web.yaml", 3),
             refused_by: None,
         };
         let mut report = SyncReport {

@@ -13,7 +13,7 @@
 
 // The module graph is acyclic. From the leaves up (each layer uses only the
 // layers before it): documents, kind, location, object_ref; crd, error;
-// manifest, raw; json, yaml, decrypt, plaintext, order, prepare, set,
+// manifest, raw; json, yaml, decrypt, rendered, plaintext, order, prepare, set,
 // validate; resolve; load.
 mod crd;
 mod decrypt;
@@ -29,6 +29,7 @@ mod order;
 mod plaintext;
 mod prepare;
 mod raw;
+mod rendered;
 mod resolve;
 mod set;
 mod validate;
@@ -38,13 +39,14 @@ pub use crd::CrdInfo;
 pub use error::{LoadError, LoadErrors};
 pub use gitwarden_sops::AgeKeys;
 pub use kind::{Scope, ScopeLookup};
-pub use load::{LoadOptions, ManifestFile, load, load_with};
+pub use load::{LoadOptions, ManifestFile, documents_with_lines, load, load_with};
 pub use location::Location;
 pub use manifest::Manifest;
 pub use object_ref::{ObjectRef, ParseObjectRefError};
 pub use order::{Phase, phase_of, prune_order};
 pub use plaintext::PlaintextSecrets;
 pub use prepare::prepare_for_apply;
+pub use rendered::Rendered;
 pub use set::{ManifestSet, ResolvedSet};
 
 #[cfg(test)]

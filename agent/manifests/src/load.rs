@@ -8,6 +8,7 @@ use crate::error::{LoadError, LoadErrors};
 use crate::location::Location;
 use crate::plaintext::{self, PlaintextSecrets};
 use crate::raw::{ParsedDocument, RawObject};
+use crate::rendered::Rendered;
 use crate::set::ManifestSet;
 use crate::validate;
 use serde_json::Value;
@@ -49,13 +50,15 @@ const MAX_LIST_DEPTH: usize = 8;
 /// With the default [`LoadOptions`]: no age keys (a SOPS-encrypted file is an
 /// error) and plain-text Secrets refused; see [`load_with`].
 pub fn load(files: &[ManifestFile<'_>]) -> Result<ManifestSet, LoadErrors> {
-    load_with(files, &LoadOptions::default())
+    load_with(files, Vec::new(), &LoadOptions::default())
 }
 
-/// [`load`], decrypting SOPS-encrypted files with `options.sops_keys` and
+/// [`load`] of plain `files` and of objects a renderer produced
+/// (`rendered`), decrypting SOPS-encrypted ones with `options.sops_keys` and
 /// refusing plain-text Secrets unless `options.plaintext_secrets` allows them.
 pub fn load_with(
     files: &[ManifestFile<'_>],
+    rendered: Vec<Rendered>,
     options: &LoadOptions<'_>,
 ) -> Result<ManifestSet, LoadErrors> {
     let mut errors = Vec::new();
@@ -63,6 +66,7 @@ pub fn load_with(
     for file in files {
         read_file(file, options, &mut documents, &mut errors);
     }
+    crate::rendered::documents(rendered, options.sops_keys, &mut documents, &mut errors);
     let mut raws = Vec::new();
     for document in documents {
         let ParsedDocument {
@@ -103,6 +107,22 @@ pub fn load_with(
         Some(errors) => Err(errors),
         None => Ok(ManifestSet { manifests }),
     }
+}
+
+/// The documents of one YAML or JSON file with the line each starts on;
+/// documents that do not parse are left out. For a renderer that must find
+/// where in its resource file a rendered object was written.
+pub fn documents_with_lines(path: &str, text: &str) -> Vec<(usize, Value)> {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    if path.to_ascii_lowercase().ends_with(".json") {
+        crate::json::parse(path, text, &mut out, &mut ignored);
+    } else {
+        crate::yaml::parse(path, text, &mut out, &mut ignored);
+    }
+    out.into_iter()
+        .map(|doc| (doc.location.line, doc.value))
+        .collect()
 }
 
 /// Whether `path` names a manifest file, and whether it is JSON.

@@ -19,6 +19,11 @@ pub struct Location {
     /// The 1-based line: where the document (or list item) starts, or where
     /// the parser found a syntax error.
     pub line: usize,
+    /// For an object kustomize rendered: the directory of the kustomization
+    /// that built it (`file` is then the resource file, or the kustomization
+    /// whose generator made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Location {
@@ -27,13 +32,32 @@ impl Location {
         Self {
             file: file.to_owned(),
             line,
+            via: None,
+        }
+    }
+
+    /// A location in `file` at `line` of an object the kustomization in
+    /// `kustomization` (a directory) rendered.
+    pub fn rendered(file: &str, line: usize, kustomization: &str) -> Self {
+        Self {
+            via: Some(kustomization.to_owned()),
+            ..Self::new(file, line)
         }
     }
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some(kustomization) = &self.via {
+            let shown = if kustomization.is_empty() {
+                "."
+            } else {
+                kustomization
+            };
+            write!(f, " (kustomization {shown})")?;
+        }
+        Ok(())
     }
 }
 

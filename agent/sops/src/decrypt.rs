@@ -57,7 +57,7 @@ pub fn decrypt(
     }
     let mut path = Vec::new();
     for document in &mut documents {
-        walk(document, &mut path, &key, &metadata, &mut mac)?;
+        walk(document, &mut path, &key, &metadata, Some(&mut mac))?;
     }
     let computed = hex::encode_upper(mac.finalize());
     let stored = cipher::decrypt(&metadata.mac, &key, &metadata.mac_aad()).map_err(|problem| {
@@ -97,6 +97,30 @@ fn parse(text: &str, format: Format) -> Result<Vec<Tree>, SopsError> {
     Ok(documents)
 }
 
+/// Decrypts the values of one object a renderer (kustomize) produced from a
+/// SOPS-encrypted resource file, with `keys`, without checking the MAC: a
+/// renderer may have changed plain fields (a namespace, a name prefix), so
+/// the MAC no longer matches them. Call it only for an object whose source
+/// file [`decrypt`] verified; every value is still authenticated by its
+/// AES-GCM tag and path.
+pub fn decrypt_rendered(
+    object: serde_json::Value,
+    keys: &AgeKeys,
+) -> Result<serde_json::Value, SopsError> {
+    let text = serde_json::to_string(&object).map_err(|e| SopsError::Syntax {
+        format: "JSON",
+        message: e.to_string(),
+    })?;
+    let mut documents = parse(&text, Format::Json)?;
+    let Some(mut document) = documents.pop() else {
+        return Err(SopsError::NoMetadata);
+    };
+    let metadata = Metadata::parse(&document.take("sops").ok_or(SopsError::NoMetadata)?)?;
+    let key = metadata.data_key(keys)?;
+    walk(&mut document, &mut Vec::new(), &key, &metadata, None)?;
+    Ok(document.into_json())
+}
+
 /// Decrypts the values under `tree` in place and feeds the MAC, depth first
 /// in file order as SOPS does. `path` holds the map keys down to `tree`
 /// (list positions are not part of a path in SOPS).
@@ -105,21 +129,21 @@ fn walk(
     path: &mut Vec<String>,
     key: &[u8],
     metadata: &Metadata,
-    mac: &mut Sha512,
+    mut mac: Option<&mut Sha512>,
 ) -> Result<(), SopsError> {
     match tree {
         Tree::Null => Ok(()),
         Tree::Map(entries) => {
             for (name, value) in entries.iter_mut() {
                 path.push(name.clone());
-                walk(value, path, key, metadata, mac)?;
+                walk(value, path, key, metadata, mac.as_deref_mut())?;
                 path.pop();
             }
             Ok(())
         }
         Tree::Seq(items) => {
             for item in items.iter_mut() {
-                walk(item, path, key, metadata, mac)?;
+                walk(item, path, key, metadata, mac.as_deref_mut())?;
             }
             Ok(())
         }
@@ -128,7 +152,9 @@ fn walk(
             if encrypted {
                 decrypt_leaf(leaf, path, key)?;
             }
-            if encrypted || !metadata.mac_only_encrypted {
+            if let Some(mac) = mac
+                && (encrypted || !metadata.mac_only_encrypted)
+            {
                 mac.update(leaf.mac_bytes());
             }
             Ok(())

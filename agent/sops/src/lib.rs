@@ -19,6 +19,6 @@ mod metadata;
 mod rules;
 mod tree;
 
-pub use decrypt::{Format, decrypt, is_encrypted};
+pub use decrypt::{Format, decrypt, decrypt_rendered, is_encrypted};
 pub use error::SopsError;
 pub use keys::AgeKeys;

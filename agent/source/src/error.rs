@@ -98,6 +98,16 @@ pub enum SourceError {
         path: String,
     },
 
+    /// The commit could not be written out for rendering (disk full, or the
+    /// repository is larger than the export cap).
+    #[error("commit {commit}: cannot export the repository for rendering: {detail}")]
+    Export {
+        /// The commit.
+        commit: String,
+        /// What failed.
+        detail: String,
+    },
+
     /// A manifest file is larger than the configured cap. An error rather than a skip: silently
     /// leaving a manifest out would make the agent prune its objects.
     #[error("{path} in commit {commit} is {size} bytes, more than the limit of {limit} bytes")]
@@ -158,6 +168,7 @@ impl SourceError {
             | SourceError::Object { .. }
             | SourceError::PathNotFound { .. }
             | SourceError::FileTooLarge { .. }
+            | SourceError::Export { .. }
             | SourceError::Unverified { .. }
             | SourceError::AllowedSigners { .. }
             | SourceError::OpenPgpKeyring { .. } => false,

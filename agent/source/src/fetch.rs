@@ -131,6 +131,37 @@ impl Source {
         result
     }
 
+    /// Writes every file of `commit` (a revision [`Source::fetch`] returned,
+    /// so already verified) below `dir`, for a renderer that reads a
+    /// directory; at most `max_total_bytes`. Returns the bytes written.
+    pub fn export(
+        &self,
+        commit: &str,
+        dir: &Path,
+        max_total_bytes: u64,
+    ) -> Result<u64, SourceError> {
+        let _lock = self.lock()?;
+        let repo = self.repo.to_thread_local();
+        let object_error = |err: &dyn std::fmt::Display| SourceError::Object {
+            commit: commit.to_string(),
+            detail: err.to_string(),
+        };
+        let id = ObjectId::from_hex(commit.as_bytes()).map_err(|e| object_error(&e))?;
+        let tree_id = repo
+            .find_commit(id)
+            .map_err(|e| object_error(&e))?
+            .tree_id()
+            .map_err(|e| object_error(&e))?
+            .detach();
+        TreeReader::new(
+            &repo,
+            commit.to_string(),
+            tree_id,
+            self.options.max_file_bytes,
+        )
+        .export(dir, max_total_bytes)
+    }
+
     fn fetch_inner(&self, span: &tracing::Span) -> Result<FetchedRevision, SourceError> {
         let _lock = self.lock()?;
         let repo = self.repo.to_thread_local();

@@ -43,4 +43,5 @@ pub use spec::{
     Auth, DEFAULT_MAX_FILE_BYTES, DEFAULT_TOKEN_USERNAME, GitRef, SourceOptions, SourceSpec,
     Verification,
 };
+pub use tree::KUSTOMIZATION_FILES;
 pub use verify::{GIT_NAMESPACE, SignedCommit, Signers, verify_commit};

@@ -101,6 +101,57 @@ impl<'repo> TreeReader<'repo> {
         Ok(files)
     }
 
+    /// Writes every file of the commit below `dir`, for a renderer that reads
+    /// a directory (kustomize): regular files as committed, symlinks inside
+    /// the repository as copies of their target, nothing else (submodules,
+    /// links leaving the repository). Every file is capped like a manifest
+    /// and the whole export by `max_total_bytes`. Returns the bytes written.
+    pub(crate) fn export(
+        &self,
+        dir: &std::path::Path,
+        max_total_bytes: u64,
+    ) -> Result<u64, SourceError> {
+        let io = |path: &std::path::Path, err: std::io::Error| SourceError::Export {
+            commit: self.commit.clone(),
+            detail: format!("{}: {err}", path.display()),
+        };
+        let mut written = 0u64;
+        let mut pending = vec![(self.root, Vec::<String>::new())];
+        while let Some((tree, at)) = pending.pop() {
+            let here = at.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+            std::fs::create_dir_all(&here).map_err(|e| io(&here, e))?;
+            for entry in self.entries(tree)? {
+                if entry.name == ".git" || entry.name.contains('/') || entry.name == ".." {
+                    continue;
+                }
+                let mut path = at.clone();
+                path.push(entry.name.clone());
+                let content = match entry.kind {
+                    EntryKind::Tree => {
+                        pending.push((entry.id, path));
+                        continue;
+                    }
+                    EntryKind::Blob | EntryKind::BlobExecutable => {
+                        Some(self.read_blob(entry.id, &path.join("/"))?)
+                    }
+                    EntryKind::Link => self.follow_symlink(entry.id, &path)?,
+                    EntryKind::Commit => None,
+                };
+                let Some(content) = content else { continue };
+                written += content.len() as u64;
+                if written > max_total_bytes {
+                    return Err(SourceError::Export {
+                        commit: self.commit.clone(),
+                        detail: format!("the repository is larger than {max_total_bytes} bytes"),
+                    });
+                }
+                let file = here.join(&entry.name);
+                std::fs::write(&file, content).map_err(|e| io(&file, e))?;
+            }
+        }
+        Ok(written)
+    }
+
     /// The tree at `path`, or `PathNotFound` when it is missing or not a directory.
     fn directory(&self, path: &[String]) -> Result<ObjectId, SourceError> {
         let not_found = || SourceError::PathNotFound {
@@ -252,7 +303,16 @@ fn resolve_link(link_path: &[String], target: &str) -> Option<Vec<String>> {
     Some(resolved)
 }
 
+/// Kustomize's file names for a kustomization. `Kustomization` has no
+/// extension but is one of the revision's files all the same (it decides how
+/// its directory is rendered).
+pub const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
 fn is_manifest(name: &str) -> bool {
+    if name == "Kustomization" {
+        return true;
+    }
     name.rsplit_once('.').is_some_and(|(stem, ext)| {
         !stem.is_empty()
             && MANIFEST_EXTENSIONS

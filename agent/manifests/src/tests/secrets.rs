@@ -42,7 +42,12 @@ fn plain_text_secrets_load_when_the_agent_allows_them() {
         plaintext_secrets: PlaintextSecrets::Allow,
         ..LoadOptions::default()
     };
-    assert_eq!(crate::load_with(&files, &options).unwrap().len(), 2);
+    assert_eq!(
+        crate::load_with(&files, Vec::new(), &options)
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
