@@ -8,4 +8,5 @@ mod deploy;
 mod deploy_copies;
 mod doctor;
 mod harness;
+mod observability;
 mod static_admission;
