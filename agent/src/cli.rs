@@ -75,6 +75,13 @@ pub struct RunArgs {
     /// File with a shared bearer token accepted by /hook.
     #[arg(long, env = "GITWARDEN_HOOK_TOKEN_FILE")]
     pub hook_token_file: Option<PathBuf>,
+    /// Who may read GET /status: `kubernetes` — callers present their own
+    /// bearer token, authenticated by a TokenReview and authorized by a
+    /// SubjectAccessReview for `get` on the non-resource URL /status
+    /// (ClusterRole gitwarden-status-reader); `none` — anyone who reaches the
+    /// port (restrict it with a NetworkPolicy).
+    #[arg(long, env = "GITWARDEN_STATUS_AUTH", default_value = "none")]
+    pub status_auth: StatusAuth,
     /// Elect a leader through a Lease, so that replicas never apply at once.
     #[arg(long, env = "GITWARDEN_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -336,4 +343,13 @@ impl CommonArgs {
             ..ApplyConfig::default()
         }
     }
+}
+
+/// How GET /status is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusAuth {
+    /// Anyone who reaches the port.
+    None,
+    /// TokenReview + SubjectAccessReview (`get` on the non-resource URL /status).
+    Kubernetes,
 }

@@ -185,6 +185,8 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         reporter: reporter.clone(),
         trigger: trigger.clone(),
         hook,
+        status_auth: (args.status_auth == cli::StatusAuth::Kubernetes)
+            .then(|| gitwarden_runtime::access::Reviewer::new(client.clone())),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -158,6 +158,19 @@ impl Pipeline {
         self.applier.discovery().clone()
     }
 
+    /// The configured path as a prefix of repository paths (`""` for the
+    /// root, `clusters/prod/` otherwise).
+    fn repository_prefix(&self) -> String {
+        let source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        let path: Vec<&str> = source
+            .spec()
+            .path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        path.iter().map(|c| format!("{c}/")).collect()
+    }
+
     /// Fetches the revision (blocking git work off the async runtime).
     pub async fn fetch(&self) -> Result<FetchedRevision, PipelineError> {
         let source = self.source.clone();
@@ -185,13 +198,21 @@ impl Pipeline {
                     source,
                 })?
         };
+        // Every location names a file from the repository root, as rendered
+        // objects do: it is the file a person edits (and the webhook quotes).
+        let prefix = self.repository_prefix();
+        let paths: Vec<String> = rendered
+            .plain
+            .iter()
+            .map(|&i| format!("{prefix}{}", revision.files[i].path))
+            .collect();
         let files: Vec<ManifestFile<'_>> = rendered
             .plain
             .iter()
-            .map(|&i| &revision.files[i])
-            .map(|f| ManifestFile {
-                path: &f.path,
-                content: &f.content,
+            .zip(&paths)
+            .map(|(&i, path)| ManifestFile {
+                path,
+                content: &revision.files[i].content,
             })
             .collect();
         let invalid = |errors| PipelineError::Manifests {

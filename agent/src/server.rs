@@ -1,5 +1,7 @@
-//! The agent's HTTP endpoints: /status, /healthz, /readyz, /metrics and the
-//! push notification /hook (HMAC `X-Hub-Signature-256` or a bearer token).
+//! The agent's HTTP endpoints: /status (open, or with `--status-auth
+//! kubernetes` for callers RBAC allows `get` on the non-resource URL /status),
+//! /healthz, /readyz, /metrics and the push notification /hook (HMAC
+//! `X-Hub-Signature-256` or a bearer token).
 
 use std::sync::Arc;
 
@@ -32,6 +34,9 @@ pub struct ServerState {
     pub trigger: Arc<Notify>,
     /// Hook authentication.
     pub hook: HookAuth,
+    /// Who may read /status: `None` anyone, otherwise callers whose own
+    /// Kubernetes token RBAC allows `get` on the non-resource URL /status.
+    pub status_auth: Option<gitwarden_runtime::access::Reviewer>,
 }
 
 /// The router.
@@ -46,7 +51,13 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-async fn status(State(s): State<ServerState>) -> Response {
+async fn status(State(s): State<ServerState>, headers: HeaderMap) -> Response {
+    if let Some(reviewer) = &s.status_auth
+        && let Err(refusal) = reviewer.check(&headers, "get", "/status", "status").await
+    {
+        tracing::info!(status = refusal.status().as_u16(), error = %refusal, "status request refused");
+        return refusal.into_response();
+    }
     axum::Json(s.reporter.status()).into_response()
 }
 

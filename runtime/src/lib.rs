@@ -5,6 +5,7 @@
 //! tests use these, so each rule (which kubeconfig wins, what a log line looks
 //! like, how a token is compared) is written once.
 
+pub mod access;
 pub mod bearer;
 pub mod client;
 pub mod errors;

@@ -193,6 +193,10 @@ pub struct AuditEvent {
     pub break_glass_reason: Option<String>,
     /// When a break-glass change expires and the agent reverts it.
     pub break_glass_until: Option<Timestamp>,
+    /// Where in git the object comes from (the file and line to edit), when
+    /// the agent recorded it on the live object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::source::SourceRef>,
 }
 
 impl AuditEvent {
@@ -217,6 +221,7 @@ impl AuditEvent {
             name: None,
             break_glass_reason: None,
             break_glass_until: None,
+            source: None,
         }
     }
 
@@ -312,6 +317,12 @@ impl AuditEvent {
         self
     }
 
+    /// Sets where in git the object comes from.
+    pub fn with_source(mut self, source: Option<crate::source::SourceRef>) -> Self {
+        self.source = source;
+        self
+    }
+
     /// Sets the break-glass reason and expiry.
     pub fn with_break_glass(mut self, reason: impl Into<String>, until: Option<Timestamp>) -> Self {
         self.break_glass_reason = Some(reason.into());
@@ -344,6 +355,7 @@ impl AuditEvent {
             name: self.name,
             break_glass_reason: self.break_glass_reason,
             break_glass_until: self.break_glass_until,
+            source: self.source,
             prev: String::new(),
             hash: String::new(),
         }
@@ -398,6 +410,11 @@ pub struct AuditRecord {
     pub break_glass_reason: Option<String>,
     /// Break-glass expiry, for break-glass records.
     pub break_glass_until: Option<Timestamp>,
+    /// Where in git the object comes from, when the agent recorded it.
+    /// Absent (not `null`) when unknown, so records written before this
+    /// field existed hash exactly as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::source::SourceRef>,
     /// Hex SHA-256 of the previous record ([`GENESIS_HASH`] for the first).
     pub prev: String,
     /// Hex SHA-256 of this record, see the module docs for the exact rule.

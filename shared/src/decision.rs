@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::NODES_GROUP;
 use crate::policy::Policy;
+use crate::source::SourceRef;
 use request::RequestView;
 
 pub use break_glass::STAMP_CLOCK_SLACK;
@@ -228,6 +229,10 @@ pub struct Decision {
     pub audit: bool,
     /// The break-glass window, for break-glass allows.
     pub break_glass: Option<BreakGlassGrant>,
+    /// Where in git the refused object comes from (the file to edit
+    /// instead), when the agent recorded it on the live object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
 }
 
 impl Decision {
@@ -240,6 +245,7 @@ impl Decision {
             warnings: Vec::new(),
             audit: false,
             break_glass: None,
+            source: None,
         }
     }
 
@@ -252,7 +258,54 @@ impl Decision {
             warnings: Vec::new(),
             audit: true,
             break_glass: None,
+            source: None,
         }
+    }
+
+    /// A denial of a change to an object from git.
+    fn not_from_git(policy: &Policy, view: &RequestView<'_>) -> Self {
+        Self::deny(
+            Reason::NotFromGit,
+            messages::not_from_git(policy, view, None),
+        )
+    }
+
+    /// The decision for `req` once it is known where in git the object is
+    /// written (the agent records it in its inventory, which the webhook
+    /// reads): a denial then says which file and line to edit, with a link
+    /// when the policy has a template; a break-glass record carries it.
+    /// Other decisions are returned as they are.
+    pub fn locate(
+        self,
+        policy: &Policy,
+        req: &AdmissionRequest<DynamicObject>,
+        source: SourceRef,
+    ) -> Decision {
+        match (self.reason, self.verdict) {
+            (Reason::NotFromGit, Verdict::Deny) => {
+                let view = RequestView::new(req);
+                Decision {
+                    message: messages::not_from_git(policy, &view, Some(&source)),
+                    source: Some(source),
+                    ..self
+                }
+            }
+            (Reason::BreakGlass, Verdict::Allow) => Decision {
+                source: Some(source),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether knowing where the object is written in git would add to this
+    /// decision (see [`Decision::locate`]): a refusal of a change to an object
+    /// from git, or a break-glass change.
+    pub fn wants_source(&self) -> bool {
+        matches!(
+            (self.reason, self.verdict),
+            (Reason::NotFromGit, Verdict::Deny) | (Reason::BreakGlass, Verdict::Allow)
+        )
     }
 
     /// Whether the request may proceed.
@@ -337,7 +390,7 @@ pub fn decide(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Times
                 messages::break_glass_on_gitwarden(policy, &view),
             );
         }
-        return Decision::deny(Reason::NotFromGit, messages::not_from_git(policy, &view));
+        return Decision::not_from_git(policy, &view);
     }
     if let Some(rule) =
         policy.exempt_resource(&view.group, &view.resource, view.subresource(), requester)
@@ -359,7 +412,7 @@ pub fn decide(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Times
     if let Some(decision) = break_glass::decide(policy, &view, now) {
         return decision;
     }
-    Decision::deny(Reason::NotFromGit, messages::not_from_git(policy, &view))
+    Decision::not_from_git(policy, &view)
 }
 
 #[cfg(test)]

@@ -9,4 +9,5 @@ pub mod decision;
 pub mod identity;
 pub mod names;
 pub mod policy;
+pub mod source;
 pub mod stamps;

@@ -112,6 +112,18 @@ pub struct Policy {
     /// know where to make their change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_source: Option<String>,
+    /// The branch the agent follows, named beside the repository when a
+    /// denial says which file to edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
+    /// A link to the line to edit, for denial messages and audit records:
+    /// a template with `{path}` and `{line}` (and `{branch}`), e.g.
+    /// `https://github.com/org/cluster/blob/{branch}/{path}#L{line}`
+    /// (GitLab: `…/-/blob/{branch}/{path}#L{line}`, Gitea:
+    /// `…/src/branch/{branch}/{path}#L{line}`, Bitbucket:
+    /// `…/src/{branch}/{path}#lines-{line}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_link: Option<String>,
     /// Admission-configuration objects that may exist outside git (see
     /// [`AdmissionChainPolicy`]); the agent deletes every other one.
     #[serde(default)]
@@ -191,6 +203,8 @@ impl Default for Policy {
             namespaces: NamespaceScope::default(),
             break_glass: BreakGlassPolicy::default(),
             git_source: None,
+            git_branch: None,
+            source_link: None,
             admission_chain: AdmissionChainPolicy::default(),
             workloads: WorkloadPolicy::default(),
         }

@@ -50,7 +50,16 @@ impl ScopedWebhook {
             &testdata::rendered("agent/break-glass-policy.yaml", &[("NAMESPACE", &ns)]).unwrap(),
         )
         .unwrap();
-        let loopback = LoopbackWebhook::start(&admin, &format!("{ns}/gitwarden-policy"))
+        // The agent's inventory is in the test namespace: the webhook reads
+        // from it where refused objects are written in git.
+        let policy = format!("{ns}/gitwarden-policy");
+        let loopback =
+            LoopbackWebhook::launch(gitwarden_tests::loopback::PolicySource::ConfigMap {
+                kubeconfig: &admin,
+                name: &policy,
+            })
+            .args(["--inventory-namespace", &ns])
+            .start()
             .await
             .unwrap();
         let url = loopback.url.clone();
@@ -489,4 +498,74 @@ async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_
         to_json(&status)
     );
     drop(webhook);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alices_denial_names_the_file_and_line_to_edit_and_the_audit_record_carries_them() {
+    let s = AgentSetup::new("bg-source").await;
+    // The settings are the second document of their file.
+    let file = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\ndata:\n  a: b\n---\n{}",
+        settings()
+    );
+    let line = 1 + file
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("apiVersion"))
+        .nth(1)
+        .map(|(i, _)| i)
+        .unwrap();
+    let source = format!("app/settings.yaml:{line}");
+    let commit = s.commit(&[("app/settings.yaml", &file)], "two objects");
+    let webhook = ScopedWebhook::start(&s).await;
+    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    assert!(synced(&agent, &commit).await, "{}", agent.log());
+    // The agent records where each object is written in its inventory (not
+    // on the object: a line moving in git would rewrite the object).
+    let inventory = s
+        .kubectl(&[
+            "get",
+            "configmaps",
+            "-l",
+            "gitwarden.io/inventory",
+            "-o",
+            "jsonpath={.items[*].data.entries}",
+        ])
+        .expect_success()
+        .to_string();
+    assert!(
+        inventory.contains(&format!("@{source} v1 ConfigMap {}/settings", s.ns())),
+        "{inventory}"
+    );
+
+    // The webhook reads the inventory at most once a second when an object
+    // is missing from what it read: a refusal right after the sync may still
+    // lack the line, the next one has it.
+    let expected = format!("must be made in git: edit app/settings.yaml line {line} in ");
+    let refused = wait_for(Duration::from_secs(15), || async {
+        let refused = s
+            .cluster
+            .kubectl(
+                Identity::Alice,
+                &["-n", s.ns(), "label", "configmap", "settings", "team=mine"],
+            )
+            .expect_failure()
+            .to_string();
+        refused.contains(&expected).then_some(refused)
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "no refusal named the line:\n{}",
+        webhook.log()
+    );
+    let record = webhook
+        .webhook
+        .audit_records()
+        .into_iter()
+        .rev()
+        .find(|r| r.user == "alice" && r.name.as_deref() == Some("settings"))
+        .expect("the denial is audited");
+    assert_eq!(record.source.map(|s| s.to_string()), Some(source));
+    drop(agent);
 }

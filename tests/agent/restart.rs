@@ -198,8 +198,9 @@ async fn inventory(client: &kube::Client) -> (BTreeSet<String>, BTreeSet<String>
             .unwrap_or("")
             .lines()
         {
-            // `<hash> <fields> <resourceVersion> <object>`: the object holds spaces.
-            if let Some(object) = line.splitn(4, ' ').nth(3) {
+            // `<hash> <fields> <resourceVersion> @<source> <object>`: the
+            // object holds spaces.
+            if let Some(object) = line.splitn(5, ' ').nth(4) {
                 objects.insert(object.to_string());
             }
         }

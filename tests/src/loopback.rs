@@ -108,6 +108,16 @@ impl<'a> Launch<'a> {
             }
             PolicySource::BuiltIn => false,
         };
+        // GET /audit is never open: the kit reads it with a static token
+        // (the path scripts use); tests of Kubernetes tokens send their own.
+        let audit_token: String = {
+            use rand::Rng as _;
+            let bytes: [u8; 24] = rand::rng().random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        std::fs::write(dir.path().join("audit-token"), &audit_token)?;
+        args.push("--audit-token-file".into());
+        args.push(dir.path().join("audit-token").into());
         args.extend(self.extra);
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?)
@@ -127,6 +137,7 @@ impl<'a> Launch<'a> {
             http,
             ca,
             dir,
+            audit_token,
         };
         webhook.write_serving_certificate()?;
         webhook.restart().await?;
@@ -145,6 +156,7 @@ pub struct LoopbackWebhook {
     ca: gitwarden_certs::CertificateAuthority,
     dir: tempfile::TempDir,
     port: u16,
+    audit_token: String,
     /// `https://127.0.0.1:PORT`, without a path.
     pub url: String,
 }
@@ -316,12 +328,19 @@ impl LoopbackWebhook {
             .collect()
     }
 
+    /// The static token of `--audit-token-file` the kit starts the webhook
+    /// with (GET /audit answers nobody without a credential).
+    pub fn audit_token(&self) -> &str {
+        &self.audit_token
+    }
+
     /// `GET /audit` with a query string (e.g. `user=alice&limit=10`),
     /// newest first.
     pub async fn audit(&self, query: &str) -> Result<Vec<AuditRecord>> {
         let resp = self
             .http
             .get(format!("{}/audit?{query}", self.url))
+            .bearer_auth(&self.audit_token)
             .send()
             .await?;
         if !resp.status().is_success() {

@@ -9,6 +9,7 @@ mod common;
 mod denials;
 mod doctor;
 mod hostile;
+mod kubectl_plugin;
 mod policy;
 mod resilience;
 mod side_doors;

@@ -32,7 +32,8 @@ pub use gitwarden_runtime::logging::LogFormat;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve /validate, /mutate, /healthz, /readyz, /metrics and /audit over TLS.
-    Serve(ServeArgs),
+    // Boxed: serving has many settings, the other commands a few.
+    Serve(Box<ServeArgs>),
     /// Check the audit log's hash chain end to end; exit 1 at the first broken record.
     Verify {
         /// The audit log directory.
@@ -58,6 +59,10 @@ pub struct ServeArgs {
     /// How often the certificate and policy files are checked for changes.
     #[arg(long, env = "GITWARDEN_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
+    /// Namespace of the agent's inventory, where it records the file and
+    /// line each object comes from (quoted in refusals).
+    #[arg(long, env = "GITWARDEN_INVENTORY_NAMESPACE", default_value = gitwarden_shared::names::SYSTEM_NAMESPACE)]
+    pub inventory_namespace: String,
     /// Directory of the durable audit log (a persistent volume in a cluster).
     #[arg(
         long,
@@ -68,7 +73,11 @@ pub struct ServeArgs {
     /// Rotate audit files at this size, in bytes.
     #[arg(long, env = "GITWARDEN_AUDIT_MAX_FILE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub audit_max_file_bytes: u64,
-    /// A file holding the bearer token GET /audit requires (unset: no token needed).
+    /// A file holding a static bearer token that authorizes GET /audit, for
+    /// scripts; besides it, callers' own Kubernetes tokens are accepted when
+    /// RBAC allows them `get` on the non-resource URL /audit (TokenReview +
+    /// SubjectAccessReview, needs the policy ConfigMap's client). With
+    /// neither, GET /audit answers nobody.
     #[arg(long, env = "GITWARDEN_AUDIT_TOKEN_FILE")]
     pub audit_token_file: Option<PathBuf>,
     /// Policy YAML file (mutually exclusive with --policy-configmap).

@@ -7,8 +7,10 @@
 //! decision function, [`audit`] makes records durable before an answer leaves,
 //! [`policy_store`] follows the policy, [`tls`] follows the certificate,
 //! [`server`] wires HTTP, [`listener`] accepts connections within limits,
-//! [`metrics`] counts, [`cli`] reads settings.
+//! [`metrics`] counts, [`cli`] reads settings, [`sources`] finds the file
+//! and line in git a refused object comes from.
 
+pub mod access;
 pub mod audit;
 pub mod cli;
 pub mod decode;
@@ -18,4 +20,5 @@ pub mod policy_store;
 pub mod report;
 pub mod review;
 pub mod server;
+pub mod sources;
 pub mod tls;

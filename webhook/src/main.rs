@@ -14,6 +14,7 @@ use gitwarden_webhook::metrics::WebhookMetrics;
 use gitwarden_webhook::policy_store::{PolicySource, PolicyStore};
 use gitwarden_webhook::review::ReviewState;
 use gitwarden_webhook::server::{AppState, Limits, router};
+use gitwarden_webhook::sources::SourceIndex;
 use gitwarden_webhook::tls;
 
 fn main() -> ExitCode {
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(args)) {
+            match runtime.block_on(serve(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "gitwarden-webhook stopped");
@@ -178,11 +179,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             policy,
             audit: audit.clone(),
             metrics,
+            sources: client
+                .clone()
+                .map(|client| SourceIndex::new(client, &args.inventory_namespace)),
         },
         registry: Arc::new(registry),
         tls: tls_status,
-        audit_token,
-        kube: client.clone(),
+        access: gitwarden_webhook::access::Access::new(client.clone(), audit_token),
     };
     let app = router(
         state,

@@ -4,18 +4,16 @@
 //! deletes one that is not in git, the audit log would not know. The agent
 //! reports it here instead, and the record joins the same durable, hash-chained
 //! log as every denial. The caller proves who it is with its Kubernetes bearer
-//! token, checked by a TokenReview, and must be the agent under the policy in
+//! token, checked by a TokenReview (the same cached one as `GET /audit`,
+//! see [`crate::access`]), and must be the agent under the policy in
 //! force; the record names that identity, never one the body claims.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use gitwarden_runtime::access::Refusal;
 use gitwarden_shared::audit::{AgentReport, AuditDecision, AuditEvent};
-use gitwarden_shared::identity::Requester;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use kube::Api;
-use kube::api::PostParams;
 use tracing::Instrument;
 
 use crate::server::AppState;
@@ -29,8 +27,8 @@ enum ReportRefusal {
         "the webhook has no Kubernetes client to authenticate reporters (it reads its policy from a file)"
     )]
     NoClient,
-    #[error("authenticating the reporter")]
-    TokenReview(#[source] kube::Error),
+    #[error("authenticating the reporter: {0}")]
+    TokenReview(String),
     #[error("the token is not valid: {0}")]
     Unauthenticated(String),
     #[error("{0:?} is not the gitwarden agent under the policy in force")]
@@ -83,8 +81,14 @@ async fn accept(
     report: AgentReport,
 ) -> Result<String, ReportRefusal> {
     let token = gitwarden_runtime::bearer::from_headers(headers).ok_or(ReportRefusal::NoToken)?;
-    let client = state.kube.clone().ok_or(ReportRefusal::NoClient)?;
-    let requester = authenticate(client, token).await?;
+    let requester = match state.access.authenticate(token).await {
+        None => return Err(ReportRefusal::NoClient),
+        Some(Ok(requester)) => requester,
+        Some(Err(Refusal::Unauthenticated(why))) => {
+            return Err(ReportRefusal::Unauthenticated(why));
+        }
+        Some(Err(other)) => return Err(ReportRefusal::TokenReview(other.to_string())),
+    };
     let policy = state.review.policy.get();
     if policy.agent.matches(&requester).is_none() {
         return Err(ReportRefusal::NotTheAgent(requester.username));
@@ -103,29 +107,4 @@ async fn accept(
         .map_err(ReportRefusal::Audit)?;
     tracing::info!(id = %record.id, "recorded the agent's report");
     Ok(record.id)
-}
-
-/// Who holds `token`, by a TokenReview against the API server.
-async fn authenticate(client: kube::Client, token: &str) -> Result<Requester, ReportRefusal> {
-    let review = TokenReview {
-        spec: TokenReviewSpec {
-            token: token.to_owned(),
-            audiences: None,
-        },
-        ..TokenReview::default()
-    };
-    let reviewed = Api::<TokenReview>::all(client)
-        .create(&PostParams::default(), &review)
-        .await
-        .map_err(ReportRefusal::TokenReview)?;
-    let status = reviewed.status.unwrap_or_default();
-    if status.authenticated != Some(true) {
-        return Err(ReportRefusal::Unauthenticated(
-            status
-                .error
-                .unwrap_or_else(|| "not authenticated".to_owned()),
-        ));
-    }
-    let user = status.user.unwrap_or_default();
-    Ok(Requester::from_user_info(&user))
 }

@@ -25,6 +25,7 @@ use crate::audit::AuditLog;
 use crate::decode::{self, DecodeError};
 use crate::metrics::{DecisionLabels, EndpointLabels, WebhookMetrics};
 use crate::policy_store::PolicyStore;
+use crate::sources::SourceIndex;
 
 /// What the admission handlers share.
 #[derive(Clone)]
@@ -35,6 +36,9 @@ pub struct ReviewState {
     pub audit: AuditLog,
     /// Counters and histograms.
     pub metrics: Arc<WebhookMetrics>,
+    /// Where objects are written in git (the agent's inventory), when the
+    /// webhook can read the cluster.
+    pub sources: Option<SourceIndex>,
 }
 
 /// Which endpoint is answering.
@@ -95,7 +99,16 @@ async fn handle(state: ReviewState, endpoint: Endpoint, body: Bytes) -> Response
         }
     };
     let policy = state.policy.get();
-    let decision = decide(&policy, &request, jiff::Timestamp::now());
+    let mut decision = decide(&policy, &request, jiff::Timestamp::now());
+    // Only a refusal of (or break-glass on) an object from git looks up
+    // where it is written: never the allow path.
+    if endpoint == Endpoint::Validate
+        && decision.wants_source()
+        && let Some(sources) = &state.sources
+        && let Some(source) = sources.source_of(&request).await
+    {
+        decision = decision.locate(&policy, &request, source);
+    }
     let response = if decision.audit {
         // Denials and break-glass: rare, audited, logged with every field.
         let span = tracing::info_span!(
@@ -325,5 +338,5 @@ fn audit_event(request: &AdmissionRequest<DynamicObject>, decision: &Decision) -
         event.break_glass_reason = Some(grant.reason.clone());
         event.break_glass_until = Some(grant.until);
     }
-    event
+    event.with_source(decision.source.clone())
 }

@@ -27,11 +27,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The latest TLS status, for /readyz.
     pub tls: watch::Receiver<TlsStatus>,
-    /// A bearer token required by GET /audit, when configured.
-    pub audit_token: Option<Arc<str>>,
-    /// The API client that authenticates the agent's reports to
-    /// `POST /audit/events` (TokenReview); none when the policy is a file.
-    pub kube: Option<kube::Client>,
+    /// Who may read `GET /audit` (TokenReview + SubjectAccessReview, or the
+    /// static token) and who reports to `POST /audit/events` (TokenReview).
+    pub access: crate::access::Access,
 }
 
 /// Limits applied to every request.
@@ -101,23 +99,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
     gitwarden_runtime::metrics::render(&state.registry)
 }
 
-/// Whether the request may read the audit log: always when no token is
-/// configured, otherwise with that bearer token.
-fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
-    token.is_none_or(|expected| gitwarden_runtime::bearer::authorized(headers, expected))
-}
-
 async fn audit_query(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !authorized(&headers, state.audit_token.as_deref()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "GET /audit needs the audit bearer token",
-        )
-            .into_response();
+    match state.access.may_read_audit(&headers).await {
+        Ok(who) => tracing::debug!(%who, "audit query"),
+        Err(refusal) => {
+            tracing::info!(
+                status = refusal.status().as_u16(),
+                error = %refusal,
+                "audit query refused"
+            );
+            return refusal.into_response();
+        }
     }
     let Query(query) = match query {
         Ok(q) => q,

@@ -52,6 +52,7 @@ pub(crate) async fn apply_one(
                     &ctx.field_manager,
                 ),
                 resource_version,
+                source: String::new(),
             };
             Applied {
                 action,

@@ -232,6 +232,7 @@ mod tests {
                         hash: HASH.into(),
                         fields: "fields-42".into(),
                         resource_version: "42".into(),
+                        source: String::new(),
                     };
                     (object.clone(), entry)
                 })

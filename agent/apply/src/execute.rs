@@ -403,7 +403,9 @@ fn entries_after(
             .get_mut(&object)
             .and_then(|applied| applied.entry.take())
             .or_else(|| previous.entries.get(&object).cloned());
-        if let Some(entry) = entry {
+        if let Some(mut entry) = entry {
+            // Where it is written now, even when the object itself did not change.
+            entry.source = p.manifest.location.to_string();
             entries.insert(object, entry);
         }
     }

@@ -9,10 +9,17 @@
 //! a no-op resync writes nothing.
 //!
 //! Entry format, one per line (the object reference last, since it holds
-//! spaces): `<manifest sha256> <fields digest or -> <resourceVersion or -> <ObjectRef>`.
+//! spaces): `<manifest sha256> <fields digest or -> <resourceVersion or ->
+//! @<source> <ObjectRef>`, where `source` is the object's `file:line` in git
+//! (percent-encoded, empty when unknown): the webhook reads it to tell a
+//! refused person which line to edit. The inventory is rewritten whenever
+//! the revision changes anyway, so recording it there costs no write, and
+//! an object moving in its file rewrites no object. Lines written before
+//! the source existed (no `@` field) still read.
 
 use crate::error::InventoryError;
 use gitwarden_manifests::ObjectRef;
+use gitwarden_shared::source::{INVENTORY_ENTRIES, INVENTORY_LABEL, decode_field, encode_field};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -22,12 +29,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// leave room for metadata and `managedFields`.
 pub const MAX_SHARD_BYTES: usize = 800 * 1024;
 
-/// The label marking inventory shards, so they can be listed in one request.
-const SHARD_LABEL: &str = "gitwarden.io/inventory";
+/// The label marking inventory shards, so they can be listed in one request
+/// (the webhook lists them too, for the sources).
+const SHARD_LABEL: &str = INVENTORY_LABEL;
 /// The data key holding the revision the shard was written at.
 const REVISION_KEY: &str = "revision";
 /// The data key holding the entries.
-const ENTRIES_KEY: &str = "entries";
+const ENTRIES_KEY: &str = INVENTORY_ENTRIES;
 /// The field manager for inventory writes, apart from the objects' manager.
 const INVENTORY_MANAGER: &str = "gitwarden-inventory";
 
@@ -41,6 +49,9 @@ pub struct InventoryEntry {
     pub fields: String,
     /// The `resourceVersion` the apply returned (empty when unknown).
     pub resource_version: String,
+    /// Where the object is written in git (`file:line`, with the
+    /// kustomization that rendered it), empty when unknown.
+    pub source: String,
 }
 
 /// Every object gitwarden applied, and the revision it last synced.
@@ -213,10 +224,11 @@ pub(crate) fn render(inventory: &Inventory, budget: usize) -> Result<Vec<String>
     let mut shards = vec![String::new()];
     for (object, entry) in &inventory.entries {
         let line = format!(
-            "{} {} {} {object}\n",
+            "{} {} {} @{} {object}\n",
             dash_if_empty(&entry.hash),
             dash_if_empty(&entry.fields),
-            dash_if_empty(&entry.resource_version)
+            dash_if_empty(&entry.resource_version),
+            encode_field(&entry.source),
         );
         if line.len() > budget {
             return Err(InventoryError::EntryTooLarge(object.clone()));
@@ -246,7 +258,7 @@ pub(crate) fn parse_entries(
             continue;
         }
         let mut parts = line.splitn(4, ' ');
-        let (Some(hash), Some(fields), Some(rv), Some(object)) =
+        let (Some(hash), Some(fields), Some(rv), Some(mut object)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err((
@@ -254,6 +266,14 @@ pub(crate) fn parse_entries(
                 "expected `<hash> <fields> <resourceVersion> <object>`".to_owned(),
             ));
         };
+        let mut source = String::new();
+        if let Some(rest) = object.strip_prefix('@') {
+            let Some((encoded, reference)) = rest.split_once(' ') else {
+                return Err((index + 1, "a source without an object".to_owned()));
+            };
+            source = decode_field(encoded);
+            object = reference;
+        }
         let object: ObjectRef = object.parse().map_err(|e| (index + 1, format!("{e}")))?;
         into.insert(
             object,
@@ -261,6 +281,7 @@ pub(crate) fn parse_entries(
                 hash: empty_if_dash(hash),
                 fields: empty_if_dash(fields),
                 resource_version: empty_if_dash(rv),
+                source,
             },
         );
     }
@@ -289,6 +310,7 @@ mod tests {
                     hash: "a".repeat(64),
                     fields: "b".repeat(16),
                     resource_version: (1_000_000 + i).to_string(),
+                    source: format!("apps/web {i}.yaml:{} (kustomization overlays/prod)", i + 1),
                 },
             );
         }
@@ -322,6 +344,18 @@ mod tests {
         assert_eq!(
             parse_entries("nonsense\n", &mut parsed).map_err(|e| e.0),
             Err(1)
+        );
+    }
+
+    #[test]
+    fn a_line_written_before_sources_existed_still_reads() {
+        let mut parsed = BTreeMap::new();
+        parse_entries("h f 7 apps/v1 Deployment shop/web\n", &mut parsed).expect("parses");
+        let (object, entry) = parsed.into_iter().next().expect("one entry");
+        assert_eq!(object.to_string(), "apps/v1 Deployment shop/web");
+        assert_eq!(
+            (entry.resource_version.as_str(), entry.source.as_str()),
+            ("7", "")
         );
     }
 

@@ -299,5 +299,6 @@ fn allow(view: &RequestView<'_>, grant: BreakGlassGrant) -> Decision {
         warnings: vec![messages::break_glass_warning(view, &grant)],
         audit: true,
         break_glass: Some(grant),
+        source: None,
     }
 }

@@ -10,6 +10,7 @@ use super::BreakGlassGrant;
 use super::request::RequestView;
 use crate::names::{BREAK_GLASS, BREAK_GLASS_TTL, BREAK_GLASS_UNTIL};
 use crate::policy::{HumanDuration, Policy};
+use crate::source::SourceRef;
 
 /// The wording when the policy names no git repository.
 const GENERIC_GIT_SOURCE: &str = "the git repository gitwarden syncs from";
@@ -48,19 +49,65 @@ fn break_glass_howto(policy: &Policy) -> String {
 }
 
 /// Step 7: a change to a protected object that did not come from git.
-pub(super) fn not_from_git(policy: &Policy, view: &RequestView<'_>) -> String {
+/// With the object's `source` (recorded by the agent), it says exactly which
+/// file and line to edit, and links there when the policy has a template.
+pub(super) fn not_from_git(
+    policy: &Policy,
+    view: &RequestView<'_>,
+    source: Option<&SourceRef>,
+) -> String {
     let delete_hint = if view.is_delete() && !policy.break_glass.groups.is_empty() {
         " To delete under break-glass, annotate the live object first, then delete it."
     } else {
         ""
     };
+    let instead = match source {
+        Some(source) => format!(
+            "must be made in git: edit {} in {}, and the gitwarden agent applies it",
+            where_to_edit(policy, source),
+            git_source(policy)
+        ),
+        None => format!(
+            "must be made in git ({}) and are applied by the gitwarden agent",
+            git_source(policy)
+        ),
+    };
     format!(
-        "gitwarden: {} of {} denied: changes to protected objects must be made in git ({}) \
-         and are applied by the gitwarden agent. {}{delete_hint}",
+        "gitwarden: {} of {} denied: changes to protected objects {instead}. {}{delete_hint}",
         view.verb(),
         view.describe_object(),
-        git_source(policy),
         break_glass_howto(policy),
+    )
+}
+
+/// `apps/web.yaml line 12 (kustomization overlays/prod), branch main
+/// (https://…#L12)`: the file to edit, as exact as the policy allows.
+fn where_to_edit(policy: &Policy, source: &SourceRef) -> String {
+    let mut text = format!("{} line {}", source.path, source.line);
+    if let Some(kustomization) = &source.kustomization {
+        text.push_str(&format!(
+            " (rendered by the kustomization in {kustomization})"
+        ));
+    }
+    let branch = policy
+        .git_branch
+        .as_deref()
+        .map(|b| format!(", branch {b}"))
+        .unwrap_or_default();
+    let link = source_link(policy, source)
+        .map(|l| format!(" <{l}>"))
+        .unwrap_or_default();
+    format!("{text}{link}{branch}")
+}
+
+/// The policy's link template filled in for `source`.
+pub fn source_link(policy: &Policy, source: &SourceRef) -> Option<String> {
+    let template = policy.source_link.as_deref()?;
+    Some(
+        template
+            .replace("{path}", &source.path)
+            .replace("{line}", &source.line.to_string())
+            .replace("{branch}", policy.git_branch.as_deref().unwrap_or_default()),
     )
 }
 

@@ -88,6 +88,22 @@ pub(super) fn problems(policy: &Policy) -> Vec<PolicyProblem> {
             "must not be empty; leave it out to use the generic wording",
         );
     }
+    if let Some(link) = &policy.source_link
+        && !(link.contains("{path}") && link.contains("{line}"))
+    {
+        found.add(
+            "sourceLink",
+            "must contain {path} and {line} (and may contain {branch})",
+        );
+    }
+    if policy
+        .source_link
+        .as_deref()
+        .is_some_and(|l| l.contains("{branch}"))
+        && policy.git_branch.is_none()
+    {
+        found.add("sourceLink", "uses {branch}, so gitBranch must be set");
+    }
     found.0
 }
 

@@ -608,3 +608,52 @@ fn only_allow_reasons_allow() {
         ]
     );
 }
+
+#[test]
+fn a_located_denial_says_which_file_and_line_to_edit_with_a_link() {
+    let p = policy(
+        "gitSource: https://github.com/example/cluster\ngitBranch: main\n\
+         sourceLink: https://github.com/example/cluster/blob/{branch}/{path}#L{line}\n",
+    );
+    let req = Req::update().build();
+    let source = crate::source::SourceRef::parse("apps/web.yaml:12").unwrap();
+    let d = crate::decision::decide(&p, &req, now()).locate(&p, &req, source);
+    assert!(
+        d.message.contains(
+            "must be made in git: edit apps/web.yaml line 12 \
+             <https://github.com/example/cluster/blob/main/apps/web.yaml#L12>, branch main \
+             in https://github.com/example/cluster, and the gitwarden agent applies it"
+        ),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        d.source.map(|s| s.to_string()).as_deref(),
+        Some("apps/web.yaml:12")
+    );
+}
+
+#[test]
+fn a_rendered_objects_denial_names_the_kustomization_too() {
+    let p = Policy::default();
+    let req = Req::delete().build();
+    let source =
+        crate::source::SourceRef::parse("base/cm.yaml:8 (kustomization overlays/prod)").unwrap();
+    let d = crate::decision::decide(&p, &req, now()).locate(&p, &req, source);
+    assert!(
+        d.message
+            .contains("edit base/cm.yaml line 8 (rendered by the kustomization in overlays/prod)"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn an_allowed_or_other_denial_is_not_changed_by_a_source() {
+    let p = Policy::default();
+    let req = Req::update().dry_run().build();
+    let source = crate::source::SourceRef::parse("a.yaml:1").unwrap();
+    let d = crate::decision::decide(&p, &req, now());
+    assert!(!d.wants_source());
+    assert_eq!(d.clone().locate(&p, &req, source), d);
+}

@@ -1,0 +1,322 @@
+//! Reaching the cluster and gitwarden's endpoints with the user's own
+//! credentials: the kubeconfig (file, context, namespace) as kubectl reads
+//! it, the bearer token it holds (token, token file or exec plugin), and the
+//! webhook's `/audit` and the agent's `/status` — directly (`--webhook-url`,
+//! `--agent-url`) or through the API server's service proxy.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+
+/// Where the kubeconfig and the endpoints are, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// `--kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`.
+    pub context: Option<String>,
+    /// `--token`: overrides the kubeconfig's credential for gitwarden's endpoints.
+    pub token: Option<String>,
+    /// gitwarden's namespace (`--system-namespace`).
+    pub system_namespace: String,
+    /// `--webhook-url`, `--webhook-ca`.
+    pub webhook: Direct,
+    /// `--agent-url`, `--agent-ca`.
+    pub agent: Direct,
+    /// `--webhook-service`: the service proxy target, `SCHEME:NAME:PORT`.
+    pub webhook_service: String,
+    /// `--agent-service`.
+    pub agent_service: String,
+}
+
+/// A URL reached directly, and the CA that signs its certificate.
+#[derive(Debug, Clone, Default)]
+pub struct Direct {
+    /// Base URL, e.g. `https://127.0.0.1:8443`.
+    pub url: Option<String>,
+    /// PEM CA file for an https URL (default: the platform's roots).
+    pub ca: Option<PathBuf>,
+}
+
+/// The loaded kubeconfig.
+pub struct Kube {
+    /// The client, acting as the user.
+    pub client: kube::Client,
+    /// The context's namespace (`default` when it names none).
+    pub default_namespace: String,
+    config: kube::Config,
+}
+
+impl Connection {
+    /// The kubeconfig as kubectl would read it: `--kubeconfig`, else
+    /// `$KUBECONFIG`, else `~/.kube/config` (else in-cluster), with `--context`.
+    pub async fn kube(&self) -> Result<Kube> {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match (&self.kubeconfig, &self.context) {
+            (Some(path), _) => {
+                let file = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .with_context(|| format!("loading the kubeconfig {}", path.display()))?
+            }
+            (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+                .await
+                .context("loading the kubeconfig")?,
+            (None, None) => kube::Config::infer()
+                .await
+                .context("finding a kubeconfig ($KUBECONFIG, ~/.kube/config or in-cluster)")?,
+        };
+        let client = kube::Client::try_from(config.clone()).context("building the client")?;
+        Ok(Kube {
+            client,
+            default_namespace: config.default_namespace.clone(),
+            config,
+        })
+    }
+}
+
+impl Kube {
+    /// The user's bearer token, as gitwarden's endpoints need it (they review
+    /// tokens; a client certificate cannot be forwarded).
+    pub async fn bearer_token(&self, explicit: Option<&str>) -> Result<String> {
+        if let Some(token) = explicit {
+            return Ok(token.trim().to_owned());
+        }
+        let auth = serde_json::to_value(&self.config.auth_info).unwrap_or_default();
+        match token_source(&auth) {
+            Some(TokenSource::Token(token)) => Ok(token),
+            Some(TokenSource::File(path)) => Ok(std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the token file {}", path.display()))?
+                .trim()
+                .to_owned()),
+            Some(TokenSource::Exec(exec)) => exec_token(&exec).await,
+            None => bail!(
+                "the kubeconfig's user authenticates without a bearer token (a client certificate?): \
+                 gitwarden's /audit and /status review bearer tokens (TokenReview); use a kubeconfig \
+                 with a token, token file or exec plugin, or pass --token"
+            ),
+        }
+    }
+}
+
+/// Where a kubeconfig user's bearer token comes from.
+#[derive(Debug, PartialEq)]
+pub enum TokenSource {
+    /// `token`.
+    Token(String),
+    /// `tokenFile`.
+    File(PathBuf),
+    /// `exec`: the ExecConfig as JSON.
+    Exec(Value),
+}
+
+/// The token source of a kubeconfig `user` entry (kube's `AuthInfo`, serialised).
+pub fn token_source(auth: &Value) -> Option<TokenSource> {
+    if let Some(token) = auth["token"].as_str().filter(|t| !t.is_empty()) {
+        return Some(TokenSource::Token(token.to_owned()));
+    }
+    if let Some(file) = auth["tokenFile"].as_str().filter(|f| !f.is_empty()) {
+        return Some(TokenSource::File(PathBuf::from(file)));
+    }
+    auth.get("exec")
+        .filter(|e| e["command"].is_string())
+        .map(|e| TokenSource::Exec(e.clone()))
+}
+
+/// Runs a kubeconfig exec credential plugin and returns its token.
+async fn exec_token(exec: &Value) -> Result<String> {
+    let command = exec["command"].as_str().unwrap_or_default();
+    let mut cmd = tokio::process::Command::new(command);
+    for arg in exec["args"].as_array().into_iter().flatten() {
+        cmd.arg(arg.as_str().unwrap_or_default());
+    }
+    for pair in exec["env"].as_array().into_iter().flatten() {
+        if let (Some(k), Some(v)) = (pair["name"].as_str(), pair["value"].as_str()) {
+            cmd.env(k, v);
+        }
+    }
+    let api_version = exec["apiVersion"]
+        .as_str()
+        .unwrap_or("client.authentication.k8s.io/v1");
+    cmd.env(
+        "KUBERNETES_EXEC_INFO",
+        serde_json::json!({"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": false}})
+            .to_string(),
+    );
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("running the credential plugin {command}"))?;
+    if !out.status.success() {
+        bail!(
+            "the credential plugin {command} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let credential: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading the ExecCredential of {command}"))?;
+    credential["status"]["token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("the credential plugin {command} returned no token (a client certificate?)")
+        })
+}
+
+/// One of gitwarden's endpoints, and how to reach it.
+pub struct Endpoint {
+    /// `webhook` or `agent`, for messages.
+    pub name: &'static str,
+    route: Route,
+    token: String,
+}
+
+enum Route {
+    Direct {
+        url: String,
+        http: reqwest::Client,
+    },
+    Proxy {
+        client: kube::Client,
+        prefix: String,
+    },
+}
+
+impl Endpoint {
+    /// The endpoint `name`: `direct` when a URL is given, otherwise the API
+    /// server's proxy to `service` (`SCHEME:NAME:PORT`) in `namespace`.
+    pub fn new(
+        name: &'static str,
+        direct: &Direct,
+        kube: &Kube,
+        namespace: &str,
+        service: &str,
+        token: String,
+    ) -> Result<Endpoint> {
+        let route = match &direct.url {
+            Some(url) => {
+                let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+                if let Some(ca) = &direct.ca {
+                    let pem = std::fs::read(ca)
+                        .with_context(|| format!("reading the CA {}", ca.display()))?;
+                    http = http.add_root_certificate(
+                        reqwest::Certificate::from_pem(&pem)
+                            .with_context(|| format!("parsing the CA {}", ca.display()))?,
+                    );
+                }
+                Route::Direct {
+                    url: url.trim_end_matches('/').to_owned(),
+                    http: http.build()?,
+                }
+            }
+            None => Route::Proxy {
+                client: kube.client.clone(),
+                prefix: format!("/api/v1/namespaces/{namespace}/services/{service}/proxy"),
+            },
+        };
+        Ok(Endpoint { name, route, token })
+    }
+
+    /// GET `path_and_query`: the status and body, whatever the status.
+    pub async fn get(&self, path_and_query: &str) -> Result<(u16, String)> {
+        match &self.route {
+            Route::Direct { url, http } => {
+                let full = format!("{url}{path_and_query}");
+                let resp = http
+                    .get(&full)
+                    .bearer_auth(&self.token)
+                    .send()
+                    .await
+                    .with_context(|| format!("GET {full}"))?;
+                let status = resp.status().as_u16();
+                Ok((status, resp.text().await.unwrap_or_default()))
+            }
+            Route::Proxy { client, prefix } => {
+                // The API server authenticates the request itself and strips
+                // Authorization; the endpoint reviews the forwarded token.
+                let request = http::Request::get(format!("{prefix}{path_and_query}"))
+                    .header(
+                        gitwarden_runtime::access::FORWARDED_AUTHORIZATION,
+                        format!("Bearer {}", self.token),
+                    )
+                    .body(Vec::new())?;
+                let resp = client
+                    .send(request.map(kube::client::Body::from))
+                    .await
+                    .with_context(|| {
+                        format!("GET {prefix}{path_and_query} (the API server's service proxy)")
+                    })?;
+                let status = resp.status().as_u16();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                    .unwrap_or_default();
+                Ok((status, body))
+            }
+        }
+    }
+
+    /// GET `path_and_query` as JSON; a refusal is an error that says who
+    /// refused and why.
+    pub async fn get_json(&self, path_and_query: &str) -> Result<Value> {
+        let (status, body) = self.get(path_and_query).await?;
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+        match status {
+            200..=299 => serde_json::from_str(&body)
+                .with_context(|| format!("the {} answered {path} with no JSON", self.name)),
+            401 => bail!(
+                "the {} did not accept your credentials for {path} (401 Unauthorized): {}",
+                self.name,
+                body.trim()
+            ),
+            403 => bail!(
+                "the {} refused {path} (403 Forbidden): {}",
+                self.name,
+                body.trim()
+            ),
+            _ => bail!(
+                "the {} answered {path} with {status}: {}",
+                self.name,
+                body.trim()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_token_then_file_then_exec() {
+        let token = serde_json::json!({"token": "abc", "tokenFile": "/f"});
+        assert_eq!(token_source(&token), Some(TokenSource::Token("abc".into())));
+        let file = serde_json::json!({"tokenFile": "/f"});
+        assert_eq!(token_source(&file), Some(TokenSource::File("/f".into())));
+        let exec = serde_json::json!({"exec": {"command": "get-token", "args": ["x"]}});
+        assert!(matches!(token_source(&exec), Some(TokenSource::Exec(_))));
+        let cert = serde_json::json!({"client-certificate-data": "…"});
+        assert_eq!(token_source(&cert), None);
+    }
+
+    #[tokio::test]
+    async fn an_exec_plugin_token_is_read_from_its_exec_credential() {
+        let exec = serde_json::json!({
+            "command": "sh",
+            "args": ["-c", "echo '{\"kind\":\"ExecCredential\",\"status\":{\"token\":\"from-exec\"}}'"],
+        });
+        assert_eq!(exec_token(&exec).await.unwrap_or_default(), "from-exec");
+    }
+}
