@@ -9,8 +9,23 @@ use anyhow::{Context, Result, bail};
 
 use crate::cluster::repo_root;
 
-/// The path of `name`, built first if the cache does not have it.
+static BUILT: std::sync::Mutex<Option<std::collections::HashMap<String, PathBuf>>> =
+    std::sync::Mutex::new(None);
+
+/// The path of `name`, built first if the cache does not have it (once per
+/// test binary; the script itself serialises builds across processes).
 pub fn tool(name: &str) -> Result<PathBuf> {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(Default::default);
+    if let Some(path) = built.get(name) {
+        return Ok(path.clone());
+    }
+    let path = build(name)?;
+    built.insert(name.to_owned(), path.clone());
+    Ok(path)
+}
+
+fn build(name: &str) -> Result<PathBuf> {
     let script = repo_root().join("tests/tools/build");
     let out = Command::new(&script)
         .arg(name)
