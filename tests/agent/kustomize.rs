@@ -264,3 +264,37 @@ async fn a_sops_encrypted_secret_in_a_base_is_decrypted_after_the_overlay_rename
     );
     assert!(!run.stderr.contains("from-sops") && !run.stdout.contains("from-sops"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_removed_from_the_base_is_shown_by_diff_then_pruned() {
+    let s = AgentSetup::new("kustomize-prune").await;
+    commit(&s, &overlay_files(), "base and overlay");
+    let run = agent(&s, "sync", &["--path", "overlays/prod"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    s.kubectl(&["get", "configmap", "prod-limits"])
+        .expect_success();
+
+    let mut files = overlay_files();
+    files.push((
+        "base/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  greeting: hello\n"
+            .to_string(),
+    ));
+    commit(&s, &files, "limits leave the base");
+    let diff = agent(&s, "diff", &["--path", "overlays/prod"]);
+    assert_eq!(diff.code, 1, "{}\n{}", diff.stdout, diff.stderr);
+    assert!(diff.stdout.contains("prod-limits"), "{}", diff.stdout);
+    let run = agent(&s, "sync", &["-o", "json", "--path", "overlays/prod"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pruned: Vec<String> = run
+        .synced()
+        .report
+        .pruned
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    assert_eq!(pruned, ["prod-limits"]);
+    assert!(!s.kubectl(&["get", "configmap", "prod-limits"]).success);
+    s.kubectl(&["get", "configmap", "prod-settings"])
+        .expect_success();
+}
