@@ -225,6 +225,82 @@ impl AuditSink {
     }
 }
 
+/// The sink the agent's own reports go to (drift healed, sync failed and
+/// recovered, signature refused, no leader, break-glass reverted/expired),
+/// installed once at start-up when `--audit-url` is set. Without it,
+/// [`report`] only logs.
+static GLOBAL: std::sync::OnceLock<AuditSink> = std::sync::OnceLock::new();
+
+/// Makes `sink` the destination of [`report`].
+pub fn install(sink: AuditSink) {
+    let _ = GLOBAL.set(sink);
+}
+
+/// The object a report is about, as the agent knows it (kind, not the
+/// plural resource: the resource is derived with English plural rules,
+/// good enough for people and notifications).
+#[derive(Debug, Clone)]
+pub struct ReportedObject {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+/// `Deployment` → `deployments`, `Ingress` → `ingresses`, `NetworkPolicy`
+/// → `networkpolicies`.
+pub fn plural(kind: &str) -> String {
+    let lower = kind.to_lowercase();
+    if lower.ends_with('s') || lower.ends_with('x') || lower.ends_with("ch") {
+        format!("{lower}es")
+    } else if let Some(stem) = lower.strip_suffix('y')
+        && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
+    {
+        format!("{stem}ies")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+/// Records an event of the agent's in the webhook's audit log (and so in
+/// notifications), without waiting. A no-op (logged at debug) when no
+/// `--audit-url` is set.
+pub fn report(reason: AgentReportReason, message: String, object: Option<ReportedObject>) {
+    let Some(sink) = GLOBAL.get() else {
+        tracing::debug!(reason = reason.code(), %message, "no --audit-url: not reported to the audit log");
+        return;
+    };
+    let record = match object {
+        Some(o) => AuditRecord {
+            reason,
+            message,
+            operation: "UPDATE".to_owned(),
+            group: o.group,
+            version: o.version,
+            resource: plural(&o.kind),
+            namespace: o.namespace,
+            name: o.name,
+        },
+        None => AuditRecord {
+            reason,
+            message,
+            operation: String::new(),
+            group: String::new(),
+            version: String::new(),
+            resource: String::new(),
+            namespace: None,
+            name: String::new(),
+        },
+    };
+    let _ = sink.submit(record);
+}
+
 /// Sends the queued records one by one, in order, each until it is
 /// delivered (or refused too often).
 async fn deliver(
@@ -361,5 +437,13 @@ mod tests {
         let sink = AuditSink { queue };
         assert_eq!(sink.submit(record()), Submitted::Queued);
         assert_eq!(sink.submit(record()), Submitted::Overflowed);
+    }
+
+    #[test]
+    fn plural_follows_the_api_servers_rules_for_common_kinds() {
+        assert_eq!(plural("Deployment"), "deployments");
+        assert_eq!(plural("Ingress"), "ingresses");
+        assert_eq!(plural("NetworkPolicy"), "networkpolicies");
+        assert_eq!(plural("Gateway"), "gateways");
     }
 }

@@ -258,7 +258,7 @@ pub struct CommonArgs {
     #[arg(long, env = "GITWARDEN_KUSTOMIZE", default_value = "kustomize")]
     pub kustomize: PathBuf,
     /// A kustomize build taking longer fails the revision.
-    #[arg(long, env = "GITWARDEN_RENDER_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GITWARDEN_RENDER_TIMEOUT", default_value = "3m", value_parser = humantime::parse_duration)]
     pub render_timeout: std::time::Duration,
     /// Accept Secrets whose data or stringData is plain text in git (refused by
     /// default; one Secret can be excepted with gitwarden.io/plaintext-secret: allowed).

@@ -81,6 +81,11 @@ pub(crate) async fn record_drift_events(
             "changed outside git; re-applied from git revision {}",
             synced.commit
         );
+        gitwarden_agent::audit::report(
+            gitwarden_agent::audit::AgentReportReason::DriftHealed,
+            note.clone(),
+            Some(reported(&o.object)),
+        );
         publish_on(
             recorder,
             &o.object,
@@ -155,6 +160,11 @@ pub(crate) async fn record_break_glass_events(
             "break-glass window closed; reverted to git revision {} and the break-glass stamps removed",
             synced.commit
         );
+        gitwarden_agent::audit::report(
+            gitwarden_agent::audit::AgentReportReason::BreakGlassReverted,
+            note.clone(),
+            Some(reported(object)),
+        );
         publish_on(
             recorder,
             object,
@@ -169,6 +179,11 @@ pub(crate) async fn record_break_glass_events(
         let note =
             "break-glass window closed; created under break-glass and not in git, so deleted"
                 .to_owned();
+        gitwarden_agent::audit::report(
+            gitwarden_agent::audit::AgentReportReason::BreakGlassExpired,
+            note.clone(),
+            Some(reported(object)),
+        );
         publish_on(
             recorder,
             object,
@@ -178,6 +193,17 @@ pub(crate) async fn record_break_glass_events(
             note,
         )
         .await;
+    }
+}
+
+/// An object of git as the audit report names it.
+fn reported(object: &gitwarden_manifests::ObjectRef) -> gitwarden_agent::audit::ReportedObject {
+    gitwarden_agent::audit::ReportedObject {
+        group: object.group.clone(),
+        version: object.version.clone(),
+        kind: object.kind.clone(),
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
     }
 }
 

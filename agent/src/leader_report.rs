@@ -45,6 +45,11 @@ pub async fn follow(
         {
             tracing::error!(lease = %lease.name, namespace = %lease.namespace, ?reason, %message,
                 "no leader is coming: nothing syncs git, heals drift or guards the admission chain");
+            gitwarden_agent::audit::report(
+                gitwarden_agent::audit::AgentReportReason::LeaderUnavailable,
+                format!("{message} (reported by {})", lease.identity),
+                None,
+            );
             crate::events::publish(
                 &recorder,
                 &regarding,

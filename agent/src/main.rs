@@ -145,6 +145,8 @@ fn admission_guard(
             )?;
             let (sink, _task) =
                 gitwarden_agent::audit::AuditSink::start(url, args.audit_ca.as_deref(), bearer)?;
+            // The agent's other reports (drift healed, sync failed…) use it too.
+            gitwarden_agent::audit::install(sink.clone());
             tracing::info!(%url, "removals of admission objects are recorded in the webhook's audit log");
             admission_guard::Audit::Webhook(sink)
         }

@@ -52,6 +52,8 @@ pub async fn sync_loop(
     let mut announced = crate::events::HeldWindows::default();
     let mut refusals_announced = crate::refusals::Announced::default();
     let recorder = crate::events::recorder(client.clone());
+    // Reported to the audit log once per failure streak, and once when it ends.
+    let mut failing = false;
     loop {
         if !*leading.borrow() {
             return;
@@ -60,6 +62,13 @@ pub async fn sync_loop(
         let delay = match pipeline.sync().await {
             Ok(synced) => {
                 let complete = synced.report.is_success();
+                if complete && std::mem::take(&mut failing) {
+                    gitwarden_agent::audit::report(
+                        gitwarden_agent::audit::AgentReportReason::SyncRecovered,
+                        format!("sync succeeded again at revision {}", synced.commit),
+                        None,
+                    );
+                }
                 if complete {
                     backoff.reset();
                 } else if let Some(problems) = synced.report.problems() {
@@ -114,7 +123,21 @@ pub async fn sync_loop(
                     &mut refusals_announced,
                 )
                 .await;
+                let unverified = matches!(
+                    &e,
+                    crate::pipeline::PipelineError::Source(
+                        gitwarden_source::SourceError::Unverified { .. }
+                    )
+                );
                 let message = format!("{:#}", anyhow::Error::new(e));
+                if !std::mem::replace(&mut failing, true) {
+                    let reason = if unverified {
+                        gitwarden_agent::audit::AgentReportReason::SignatureVerificationFailed
+                    } else {
+                        gitwarden_agent::audit::AgentReportReason::SyncFailed
+                    };
+                    gitwarden_agent::audit::report(reason, message.clone(), None);
+                }
                 tracing::error!(error = %message, "sync failed; keeping the last applied revision");
                 reporter.failure(message);
                 backoff.next_delay(&mut random)

@@ -150,7 +150,7 @@ fn timed_agent(bin: &Path, args: &[String]) -> Result<(Duration, serde_json::Val
 }
 
 /// Reads a child's output stream to the end on its own thread.
-fn drain(
+pub(crate) fn drain(
     mut stream: impl std::io::Read + Send + 'static,
 ) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
     std::thread::spawn(move || {
@@ -161,7 +161,9 @@ fn drain(
 }
 
 /// The bytes a [`drain`] thread read.
-fn join_drain(handle: std::thread::JoinHandle<std::io::Result<Vec<u8>>>) -> Result<Vec<u8>> {
+pub(crate) fn join_drain(
+    handle: std::thread::JoinHandle<std::io::Result<Vec<u8>>>,
+) -> Result<Vec<u8>> {
     handle
         .join()
         .map_err(|_| anyhow::anyhow!("output reader panicked"))?
@@ -169,7 +171,10 @@ fn join_drain(handle: std::thread::JoinHandle<std::io::Result<Vec<u8>>>) -> Resu
 }
 
 /// The kubectl to compare with, and its version line.
-fn kubectl_for_comparison(root: &Path, given: Option<String>) -> Result<(PathBuf, String)> {
+pub(crate) fn kubectl_for_comparison(
+    root: &Path,
+    given: Option<String>,
+) -> Result<(PathBuf, String)> {
     let path = match given.as_deref() {
         Some("PATH") => PathBuf::from("kubectl"),
         Some(p) => PathBuf::from(p),

@@ -7,6 +7,7 @@
 //!     scripts/bench e2e
 //!     scripts/bench drift
 //!     scripts/bench git
+//!     scripts/bench kustomize
 
 mod agent;
 mod drift;
@@ -14,6 +15,7 @@ mod e2e;
 mod fault;
 mod floor;
 mod git;
+mod kustomize;
 mod latency;
 mod load;
 mod proc_stats;
@@ -43,6 +45,9 @@ enum Command {
     Drift(drift::Options),
     /// Incremental fetch and first clone: the agent's gix source vs the git program.
     Git(git::Options),
+    /// A kustomize base and overlay: gitwarden vs Flux's engine (fluxcd/pkg/ssa) vs
+    /// kubectl apply --server-side -k; first sync, resync, peak RSS, writes.
+    Kustomize(kustomize::Options),
     /// 20,000 denials with a kill -9 of the webhook in the middle: every denial a
     /// client saw has its audit record, and the hash chain verifies.
     Fault(fault::Options),
@@ -65,5 +70,6 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(opts) => runtime.block_on(e2e::run(opts)),
         Command::Drift(opts) => runtime.block_on(drift::run(opts)),
         Command::Git(opts) => git::run_bench(opts),
+        Command::Kustomize(opts) => kustomize::run_bench(opts),
     }
 }

@@ -298,3 +298,70 @@ async fn a_resource_removed_from_the_base_is_shown_by_diff_then_pruned() {
     s.kubectl(&["get", "configmap", "prod-settings"])
         .expect_success();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_of_the_same_commit_reuses_the_render_and_a_new_commit_renders_again() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = AgentSetup::new("kustomize-cache").await;
+    // A kustomize that counts its runs, then runs the real one.
+    let scratch = tempfile::tempdir().unwrap();
+    let runs = scratch.path().join("runs");
+    let wrapper = scratch.path().join("kustomize");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho run >> {}\nexec {} \"$@\"\n",
+            runs.display(),
+            tools::tool("kustomize").unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sync = || {
+        let run = s.agent(
+            "sync",
+            &[
+                "--kustomize",
+                wrapper.to_str().unwrap(),
+                "--path",
+                "overlays/prod",
+            ],
+        );
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    };
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    commit(&s, &overlay_files(), "base and overlay");
+    sync();
+    sync();
+    assert_eq!(
+        count(),
+        1,
+        "the second sync of the commit ran kustomize again"
+    );
+    let mut files = overlay_files();
+    files.push((
+        "overlays/prod/replicas.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 4\n"
+            .to_string(),
+    ));
+    commit(&s, &files, "four replicas");
+    sync();
+    assert_eq!(count(), 2);
+    let replicas = s
+        .kubectl(&[
+            "get",
+            "deployment",
+            "prod-web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .expect_success()
+        .to_string();
+    assert_eq!(replicas, "4");
+}

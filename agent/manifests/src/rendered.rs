@@ -9,8 +9,9 @@ use crate::error::LoadError;
 use crate::location::Location;
 use crate::raw::ParsedDocument;
 
-/// One rendered object with where it came from.
-#[derive(Debug, Clone)]
+/// One rendered object with where it came from. Serialisable, so a render
+/// of a commit can be kept and reused (it is a function of the commit).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rendered {
     /// Its resource file and line, and the kustomization that built it.
     pub location: Location,

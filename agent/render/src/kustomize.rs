@@ -26,7 +26,7 @@ impl Default for Kustomize {
     fn default() -> Self {
         Kustomize {
             binary: PathBuf::from("kustomize"),
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(180),
             max_output_bytes: 64 << 20,
         }
     }

@@ -3,7 +3,8 @@
 //! line is found in that file. The build annotations are removed, so what
 //! is applied is the object as the user wrote it, transformed.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use gitwarden_manifests::{Location, Rendered, documents_with_lines};
 use serde_json::Value;
@@ -28,6 +29,7 @@ pub fn objects(
     name: &str,
 ) -> Result<Vec<Rendered>, RenderError> {
     let mut out = Vec::new();
+    let mut files = SourceFiles::default();
     for document in serde_yaml_ng::Deserializer::from_str(output) {
         let value: Value =
             serde::Deserialize::deserialize(document).map_err(|e| RenderError::Output {
@@ -37,12 +39,52 @@ pub fn objects(
         if value.is_null() {
             continue;
         }
-        out.push(object(value, dir, base, name));
+        out.push(object(value, dir, base, name, &mut files));
     }
     Ok(out)
 }
 
-fn object(mut value: Value, dir: &Path, base: &Path, name: &str) -> Rendered {
+/// The resource files objects came from, each read and parsed once per
+/// build (a file of thousands of objects would otherwise be parsed once per
+/// object).
+#[derive(Default)]
+struct SourceFiles {
+    files: HashMap<PathBuf, Option<SourceFile>>,
+}
+
+/// One resource file: its text, and the kind, name and line of each document.
+struct SourceFile {
+    text: String,
+    documents: Vec<(Option<String>, Option<String>, usize)>,
+}
+
+impl SourceFiles {
+    fn get(&mut self, path: &Path, shown: &str) -> Option<&SourceFile> {
+        self.files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                let text = std::fs::read_to_string(path).ok()?;
+                let documents = documents_with_lines(shown, &text)
+                    .into_iter()
+                    .map(|(line, doc)| {
+                        let field =
+                            |pointer: &str| doc.pointer(pointer)?.as_str().map(str::to_owned);
+                        (field("/kind"), field("/metadata/name"), line)
+                    })
+                    .collect();
+                Some(SourceFile { text, documents })
+            })
+            .as_ref()
+    }
+}
+
+fn object(
+    mut value: Value,
+    dir: &Path,
+    base: &Path,
+    name: &str,
+    files: &mut SourceFiles,
+) -> Rendered {
     let origin = take_build_annotations(&mut value);
     let source_path = origin.as_deref().and_then(|text| {
         let origin: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
@@ -60,12 +102,11 @@ fn object(mut value: Value, dir: &Path, base: &Path, name: &str) -> Rendered {
         };
     };
     let file = relative(base, &source_path);
-    let text = std::fs::read_to_string(&source_path).ok();
-    let line = text
-        .as_deref()
-        .map(|text| line_of(&file, text, &value))
-        .unwrap_or(1);
-    let source = text.filter(|_| value.get("sops").is_some());
+    let found = files.get(&source_path, &file);
+    let line = found.map_or(1, |found| line_of(&found.documents, &value));
+    let source = found
+        .filter(|_| value.get("sops").is_some())
+        .map(|found| found.text.clone());
     Rendered {
         location: Location::rendered(&file, line, name),
         value,
@@ -97,19 +138,18 @@ fn take_build_annotations(value: &mut Value) -> Option<String> {
 /// The line in `text` of the document that became `rendered`: same kind,
 /// and the longest name the rendered name contains (kustomize adds prefixes,
 /// suffixes and hashes); the file's first line when none matches.
-fn line_of(file: &str, text: &str, rendered: &Value) -> usize {
+fn line_of(documents: &[(Option<String>, Option<String>, usize)], rendered: &Value) -> usize {
     let kind = rendered.get("kind").and_then(Value::as_str);
     let name = rendered
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    documents_with_lines(file, text)
-        .into_iter()
-        .filter(|(_, doc)| doc.get("kind").and_then(Value::as_str) == kind)
-        .filter_map(|(line, doc)| {
-            let original = doc.pointer("/metadata/name")?.as_str()?.to_string();
-            name.contains(original.as_str())
-                .then_some((original.len(), line))
+    documents
+        .iter()
+        .filter(|(doc_kind, _, _)| doc_kind.as_deref() == kind)
+        .filter_map(|(_, original, line)| {
+            let original = original.as_deref()?;
+            name.contains(original).then_some((original.len(), *line))
         })
         .max()
         .map_or(1, |(_, line)| line)
