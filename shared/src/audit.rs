@@ -65,6 +65,20 @@ pub enum AgentReportReason {
     /// what a re-apply heals (an added webhook or match condition) and was
     /// put back as git has it.
     AdmissionObjectRestored,
+    /// A managed object had drifted from git and was re-applied.
+    DriftHealed,
+    /// A sync failed (reported once per failure streak).
+    SyncFailed,
+    /// A sync succeeded again after a failure streak.
+    SyncRecovered,
+    /// A commit's signature could not be verified: the agent did not apply it.
+    SignatureVerificationFailed,
+    /// No agent held the leader Lease for too long.
+    LeaderUnavailable,
+    /// A break-glass window expired.
+    BreakGlassExpired,
+    /// An object changed under break-glass was put back as git has it.
+    BreakGlassReverted,
 }
 
 impl AgentReportReason {
@@ -73,6 +87,24 @@ impl AgentReportReason {
         match self {
             AgentReportReason::AdmissionObjectNotInGit => "admission_object_not_in_git",
             AgentReportReason::AdmissionObjectRestored => "admission_object_restored",
+            AgentReportReason::DriftHealed => "drift_healed",
+            AgentReportReason::SyncFailed => "sync_failed",
+            AgentReportReason::SyncRecovered => "sync_recovered",
+            AgentReportReason::SignatureVerificationFailed => "signature_verification_failed",
+            AgentReportReason::LeaderUnavailable => "leader_unavailable",
+            AgentReportReason::BreakGlassExpired => "break_glass_expired",
+            AgentReportReason::BreakGlassReverted => "break_glass_reverted",
+        }
+    }
+
+    /// The decision a report is recorded with: `removed` for what the agent
+    /// undid in the admission chain, `reported` for everything else it
+    /// tells the log about (so queries for `removed` keep their meaning).
+    pub const fn decision(self) -> AuditDecision {
+        match self {
+            AgentReportReason::AdmissionObjectNotInGit
+            | AgentReportReason::AdmissionObjectRestored => AuditDecision::Removed,
+            _ => AuditDecision::Reported,
         }
     }
 }
@@ -117,6 +149,11 @@ pub enum AuditDecision {
     /// was extended outside git was restored. Reported to the
     /// webhook by the agent, so the one durable log holds it too.
     Removed,
+    /// Something else the agent reported for the record and for
+    /// notifications: drift healed, a sync failed or recovered, a signature
+    /// refused, no leader, a break-glass window expired or reverted. The
+    /// reason says which.
+    Reported,
 }
 
 impl AuditDecision {
@@ -127,6 +164,7 @@ impl AuditDecision {
             AuditDecision::Denied => "denied",
             AuditDecision::BreakGlass => "break-glass",
             AuditDecision::Removed => "removed",
+            AuditDecision::Reported => "reported",
         }
     }
 }
@@ -728,6 +766,25 @@ mod tests {
         assert_eq!(event.namespace.as_deref(), Some("team-a"));
         assert_eq!(event.name.as_deref(), Some("web"));
         assert_eq!(event.message, "msg");
+    }
+
+    #[test]
+    fn report_reasons_map_to_decisions() {
+        assert_eq!(
+            AgentReportReason::AdmissionObjectNotInGit.decision(),
+            AuditDecision::Removed
+        );
+        assert_eq!(
+            AgentReportReason::DriftHealed.decision(),
+            AuditDecision::Reported
+        );
+        let code = serde_json::to_value(AgentReportReason::SignatureVerificationFailed)
+            .expect("serialises");
+        assert_eq!(code, AgentReportReason::SignatureVerificationFailed.code());
+        assert_eq!(
+            serde_json::to_value(AuditDecision::Reported).expect("serialises"),
+            "reported"
+        );
     }
 
     #[test]

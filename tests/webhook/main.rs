@@ -10,6 +10,7 @@ mod denials;
 mod doctor;
 mod hostile;
 mod kubectl_plugin;
+mod notifications;
 mod policy;
 mod resilience;
 mod side_doors;

@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// keep-alive connections).
     #[arg(long, env = "GITWARDEN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// Notification configuration (`notifications.yaml` of the
+    /// `gitwarden-notifications` ConfigMap, mounted as a file; followed
+    /// live). Without it, nothing is notified.
+    #[arg(long, env = "GITWARDEN_NOTIFICATIONS_CONFIG")]
+    pub notifications_config: Option<PathBuf>,
+    /// Directory of notification secrets (a mounted Secret): receivers'
+    /// relative `urlFile` and `hmacSecretFile` are read here.
+    #[arg(long, env = "GITWARDEN_NOTIFICATION_SECRETS_DIR")]
+    pub notification_secrets_dir: Option<PathBuf>,
     /// On SIGTERM, how long in-flight requests may take before the process exits.
     #[arg(long, env = "GITWARDEN_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -151,6 +160,7 @@ pub enum AuditOutput {
 }
 
 fn parse_decision(s: &str) -> Result<AuditDecision, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("decision must be 'denied', 'break-glass' or 'removed', not {s:?}"))
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!("decision must be 'denied', 'break-glass', 'removed' or 'reported', not {s:?}")
+    })
 }

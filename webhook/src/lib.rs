@@ -8,7 +8,8 @@
 //! [`policy_store`] follows the policy, [`tls`] follows the certificate,
 //! [`server`] wires HTTP, [`listener`] accepts connections within limits,
 //! [`metrics`] counts, [`cli`] reads settings, [`sources`] finds the file
-//! and line in git a refused object comes from.
+//! and line in git a refused object comes from, [`notify`] tells people
+//! (webhooks, Slack, Teams, Alertmanager) by following the audit log.
 
 pub mod access;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod decode;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod policy_store;
 pub mod report;
 pub mod review;

@@ -139,6 +139,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(WebhookMetrics::new(&mut registry));
     let audit_metrics = Arc::new(AuditMetrics::new());
     audit_metrics.register(&mut registry);
+    let notify_metrics = gitwarden_webhook::notify::NotifyMetrics::new(&mut registry);
+    let audit_write_errors = audit_metrics.write_errors.clone();
 
     let audit_dir = args.audit_dir.clone();
     let audit_options = AuditOptions {
@@ -165,6 +167,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let tls_config = tls::load(&files).await?;
     let tls_status = tls::spawn_reloader(files, tls_config.clone(), metrics.clone());
+
+    // Notifications follow the audit log from their own cursors: nothing on
+    // the admission path waits for them.
+    if let Some(config) = &args.notifications_config {
+        gitwarden_webhook::notify::spawn(
+            gitwarden_webhook::notify::NotifyOptions {
+                config: config.clone(),
+                secrets_dir: args.notification_secrets_dir.clone(),
+                audit_dir: args.audit_dir.clone(),
+                cursor_dir: args.audit_dir.join("notify-cursors"),
+                poll: args.reload_interval,
+            },
+            notify_metrics,
+            gitwarden_webhook::notify::Observed {
+                audit_write_errors: Some(audit_write_errors),
+                cert_not_after: metrics.cert_not_after_seconds.clone(),
+            },
+        );
+    }
 
     let audit_token = match &args.audit_token_file {
         Some(path) => Some(Arc::from(

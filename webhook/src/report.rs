@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gitwarden_runtime::access::Refusal;
-use gitwarden_shared::audit::{AgentReport, AuditDecision, AuditEvent};
+use gitwarden_shared::audit::{AgentReport, AuditEvent};
 use tracing::Instrument;
 
 use crate::server::AppState;
@@ -93,7 +93,7 @@ async fn accept(
     if policy.agent.matches(&requester).is_none() {
         return Err(ReportRefusal::NotTheAgent(requester.username));
     }
-    let event = AuditEvent::new(AuditDecision::Removed, report.reason.code())
+    let event = AuditEvent::new(report.reason.decision(), report.reason.code())
         .with_message(report.message)
         .with_user(requester.username, requester.uid, requester.groups)
         .with_operation(report.operation)
