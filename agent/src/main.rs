@@ -127,16 +127,14 @@ async fn diff(args: &CommonArgs) -> anyhow::Result<(String, Diff)> {
 }
 
 /// The admission guard's settings for `run`, `None` when it is disabled.
-/// Starts the audit delivery when `--audit-url` is set.
+/// Starts the audit delivery when `--audit-url` is set, guard or not: the
+/// agent's other reports (drift healed, sync failed, break-glass reverted…)
+/// go through it too, and the webhook notifies from them.
 fn admission_guard(
     args: &RunArgs,
     config: &kube::Config,
     client: &kube::Client,
 ) -> anyhow::Result<Option<admission_guard::GuardSettings>> {
-    if !args.admission_guard {
-        tracing::warn!("--admission-guard=false: admission objects outside git are not removed");
-        return Ok(None);
-    }
     let audit = match &args.audit_url {
         None => admission_guard::Audit::NotAudited,
         Some(url) => {
@@ -145,12 +143,15 @@ fn admission_guard(
             )?;
             let (sink, _task) =
                 gitwarden_agent::audit::AuditSink::start(url, args.audit_ca.as_deref(), bearer)?;
-            // The agent's other reports (drift healed, sync failed…) use it too.
             gitwarden_agent::audit::install(sink.clone());
-            tracing::info!(%url, "removals of admission objects are recorded in the webhook's audit log");
+            tracing::info!(%url, "the agent's own actions are recorded in the webhook's audit log");
             admission_guard::Audit::Webhook(sink)
         }
     };
+    if !args.admission_guard {
+        tracing::warn!("--admission-guard=false: admission objects outside git are not removed");
+        return Ok(None);
+    }
     Ok(Some(admission_guard::GuardSettings {
         policy_configmap: args.policy_configmap.clone(),
         inventory: gitwarden_apply::InventoryStore::new(

@@ -108,3 +108,71 @@ async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
         agent.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healed_drift_is_reported_by_the_agent_to_the_webhooks_audit_log() {
+    use gitwarden_shared::audit::AuditDecision;
+    use gitwarden_tests::loopback::LoopbackWebhook;
+
+    let s = AgentSetup::new("drift-audit").await;
+    let admin = s.cluster.kubeconfig(gitwarden_tests::Identity::Admin);
+    gitwarden_tests::webhook::apply(
+        &admin,
+        &gitwarden_tests::testdata::rendered(
+            "agent/admission-chain-policy.yaml",
+            &[("NAMESPACE", s.ns()), ("ALLOW", "")],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Registered nowhere: it only keeps the audit log the agent reports to.
+    let webhook = LoopbackWebhook::start(&admin, &format!("{}/gitwarden-policy", s.ns()))
+        .await
+        .unwrap();
+    let web = testdata::read("agent/web-deployment.yaml").unwrap();
+    let commit = s.commit(&[("app/web.yaml", &web)], "web");
+    let ca = webhook.ca_file();
+    let agent = s.start_agent(&[
+        "--interval",
+        "1h",
+        "--leader-elect=false",
+        "--audit-url",
+        &webhook.url,
+        "--audit-ca",
+        ca.to_str().unwrap(),
+    ]);
+    let synced = wait_for(Duration::from_secs(30), || async {
+        let st = agent.status().await?;
+        (st.revision.as_deref() == Some(commit.as_str()) && st.last_success.is_some()).then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "{}", agent.log());
+
+    s.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ])
+    .expect_success();
+    let record = wait_for(Duration::from_secs(30), || async {
+        webhook
+            .audit_records()
+            .into_iter()
+            .find(|r| r.reason == "drift_healed" && r.name.as_deref() == Some("web"))
+    })
+    .await;
+    let Some(record) = record else {
+        panic!(
+            "no drift_healed record:\n{}\n{}",
+            agent.log(),
+            webhook.log()
+        );
+    };
+    assert_eq!(record.decision, AuditDecision::Reported);
+    assert_eq!(record.user, gitwarden_shared::names::AGENT_USER);
+    assert_eq!(record.namespace.as_deref(), Some(s.ns()));
+    let (intact, report) = webhook.verify().unwrap();
+    assert!(intact, "{report}");
+}
