@@ -22,9 +22,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gitwarden_shared::names;
-use gitwarden_shared::source::{
-    INVENTORY_ENTRIES, INVENTORY_LABEL, ObjectKey, SourceRef, inventory_sources,
-};
+use gitwarden_shared::source::{INVENTORY_LABEL, ObjectKey, SourceRef, shard_sources};
 use gitwarden_shared::stamps::Stamps;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -581,8 +579,8 @@ async fn source_of(ctx: &Ctx, key: &ObjectKey) -> Result<Option<SourceRef>> {
     Ok(shards
         .items
         .iter()
-        .filter_map(|map| map.data.as_ref()?.get(INVENTORY_ENTRIES))
-        .flat_map(|entries| inventory_sources(entries))
+        .filter_map(|map| map.data.as_ref())
+        .flat_map(shard_sources)
         .find(|(found, _)| found == key)
         .map(|(_, source)| source))
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 /// The label of the agent's inventory shards.
 pub const INVENTORY_LABEL: &str = "gitwarden.io/inventory";
 
+/// The data key of a shard's revision: the commit its sources are exact at.
+pub const INVENTORY_REVISION: &str = "revision";
+
 /// The data key of a shard's entries: `<hash> <fields> <resourceVersion>
 /// @<source> <apiVersion> <kind> [<namespace>/]<name>`, one per line.
 pub const INVENTORY_ENTRIES: &str = "entries";
@@ -47,6 +50,26 @@ pub fn decode_field(field: &str) -> String {
         .replace("%0A", "\n")
         .replace("%20", " ")
         .replace("%25", "%")
+}
+
+/// The objects with a recorded source in one inventory shard's data
+/// (its entries, and the revision they were written at).
+pub fn shard_sources(
+    data: &std::collections::BTreeMap<String, String>,
+) -> impl Iterator<Item = (ObjectKey, SourceRef)> + '_ {
+    let commit = data.get(INVENTORY_REVISION).filter(|r| !r.is_empty());
+    data.get(INVENTORY_ENTRIES)
+        .into_iter()
+        .flat_map(|entries| inventory_sources(entries))
+        .map(move |(key, source)| {
+            (
+                key,
+                SourceRef {
+                    commit: commit.cloned(),
+                    ..source
+                },
+            )
+        })
 }
 
 /// The objects with a recorded source in a shard's entries.
@@ -87,6 +110,10 @@ pub struct SourceRef {
     /// The kustomization directory that rendered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kustomization: Option<String>,
+    /// The commit the agent last applied the object from (the inventory
+    /// shard's revision), when known: the line is exact at that commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 const KUSTOMIZATION_SUFFIX: &str = " (kustomization ";
@@ -107,6 +134,7 @@ impl SourceRef {
             path: path.to_owned(),
             line,
             kustomization,
+            commit: None,
         })
     }
 }
@@ -140,7 +168,8 @@ mod tests {
             Some(SourceRef {
                 path: "base/cm.yaml".into(),
                 line: 8,
-                kustomization: Some("overlays/prod".into())
+                kustomization: Some("overlays/prod".into()),
+                commit: None,
             })
         );
     }

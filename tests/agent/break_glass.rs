@@ -541,7 +541,10 @@ async fn alices_denial_names_the_file_and_line_to_edit_and_the_audit_record_carr
     // The webhook reads the inventory at most once a second when an object
     // is missing from what it read: a refusal right after the sync may still
     // lack the line, the next one has it.
-    let expected = format!("must be made in git: edit app/settings.yaml line {line} in ");
+    let expected = format!(
+        "must be made in git: edit app/settings.yaml line {line} (as of commit {}) in ",
+        &commit[..12]
+    );
     let refused = wait_for(Duration::from_secs(15), || async {
         let refused = s
             .cluster
@@ -566,6 +569,8 @@ async fn alices_denial_names_the_file_and_line_to_edit_and_the_audit_record_carr
         .rev()
         .find(|r| r.user == "alice" && r.name.as_deref() == Some("settings"))
         .expect("the denial is audited");
-    assert_eq!(record.source.map(|s| s.to_string()), Some(source));
+    let recorded = record.source.expect("the record names the source");
+    assert_eq!(recorded.to_string(), source);
+    assert_eq!(recorded.commit.as_deref(), Some(commit.as_str()));
     drop(agent);
 }

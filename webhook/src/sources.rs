@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gitwarden_shared::source::{
-    INVENTORY_ENTRIES, INVENTORY_LABEL, ObjectKey, SourceRef, inventory_sources,
-};
+use gitwarden_shared::source::{INVENTORY_LABEL, ObjectKey, SourceRef, shard_sources};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use kube::core::DynamicObject;
@@ -87,10 +85,9 @@ impl SourceIndex {
         match listed {
             Ok(Ok(list)) => {
                 let mut index = HashMap::new();
-                for map in list.items {
-                    if let Some(entries) = map.data.as_ref().and_then(|d| d.get(INVENTORY_ENTRIES))
-                    {
-                        index.extend(inventory_sources(entries));
+                for map in &list.items {
+                    if let Some(data) = &map.data {
+                        index.extend(shard_sources(data));
                     }
                 }
                 let index = Arc::new(index);

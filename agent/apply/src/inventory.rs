@@ -19,7 +19,9 @@
 
 use crate::error::InventoryError;
 use gitwarden_manifests::ObjectRef;
-use gitwarden_shared::source::{INVENTORY_ENTRIES, INVENTORY_LABEL, decode_field, encode_field};
+use gitwarden_shared::source::{
+    INVENTORY_ENTRIES, INVENTORY_LABEL, INVENTORY_REVISION, decode_field, encode_field,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -33,7 +35,7 @@ pub const MAX_SHARD_BYTES: usize = 800 * 1024;
 /// (the webhook lists them too, for the sources).
 const SHARD_LABEL: &str = INVENTORY_LABEL;
 /// The data key holding the revision the shard was written at.
-const REVISION_KEY: &str = "revision";
+const REVISION_KEY: &str = INVENTORY_REVISION;
 /// The data key holding the entries.
 const ENTRIES_KEY: &str = INVENTORY_ENTRIES;
 /// The field manager for inventory writes, apart from the objects' manager.

@@ -84,6 +84,10 @@ pub(super) fn not_from_git(
 /// (https://…#L12)`: the file to edit, as exact as the policy allows.
 fn where_to_edit(policy: &Policy, source: &SourceRef) -> String {
     let mut text = format!("{} line {}", source.path, source.line);
+    if let Some(commit) = &source.commit {
+        let short = commit.get(..12).unwrap_or(commit);
+        text.push_str(&format!(" (as of commit {short})"));
+    }
     if let Some(kustomization) = &source.kustomization {
         text.push_str(&format!(
             " (rendered by the kustomization in {kustomization})"
