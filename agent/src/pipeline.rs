@@ -11,7 +11,7 @@ use tracing::Instrument;
 use gitwarden_agent::admission_chain::GitObjects;
 use gitwarden_agent::status::{Synced, WorkloadHealth};
 
-use crate::rendering::{RenderConfig, render_revision};
+use crate::rendering::{RenderConfig, path_components, render_revision};
 use gitwarden_apply::{Applier, ApplyConfig, Diff, Discovery, SyncReport};
 use gitwarden_manifests::{
     AgeKeys, LoadErrors, LoadOptions, ManifestFile, PlaintextSecrets, ResolvedSet, load_with,
@@ -162,13 +162,9 @@ impl Pipeline {
     /// root, `clusters/prod/` otherwise).
     fn repository_prefix(&self) -> String {
         let source = self.source.lock().unwrap_or_else(|e| e.into_inner());
-        let path: Vec<&str> = source
-            .spec()
-            .path
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        path.iter().map(|c| format!("{c}/")).collect()
+        path_components(&source.spec().path)
+            .map(|c| format!("{c}/"))
+            .collect()
     }
 
     /// Fetches the revision (blocking git work off the async runtime).

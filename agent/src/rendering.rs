@@ -200,8 +200,10 @@ fn which(binary: &Path) -> Option<PathBuf> {
 }
 
 fn base_dir(root: &Path, spec_path: &str) -> PathBuf {
-    spec_path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .fold(root.to_path_buf(), |dir, c| dir.join(c))
+    path_components(spec_path).fold(root.to_path_buf(), |dir, c| dir.join(c))
+}
+
+/// The directories of the configured path (`.` and empty parts are the root).
+pub fn path_components(spec_path: &str) -> impl Iterator<Item = &str> {
+    spec_path.split('/').filter(|c| !c.is_empty() && *c != ".")
 }
