@@ -47,6 +47,18 @@ async fn an_overlay_is_rendered_applied_and_then_resynced_without_a_write() {
     let run = agent(&s, "sync", &["-o", "json", "--path", "overlays/prod"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let synced = run.synced();
+    // Health is judged on rendered workloads as on any other: the patched
+    // Deployment (no node runs its pods here) is reported, not ready.
+    let web = synced
+        .health
+        .iter()
+        .find(|h| h.object.ends_with("/prod-web"))
+        .unwrap_or_else(|| panic!("no health for prod-web: {:?}", synced.health));
+    assert_ne!(
+        web.health.status,
+        gitwarden_agent::health::HealthStatus::Current,
+        "{web:?}"
+    );
     let created: Vec<String> = actions(&synced)
         .into_iter()
         .filter(|(_, a)| *a == Action::Created)
