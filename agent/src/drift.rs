@@ -16,6 +16,10 @@ use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 
+use gitwarden_agent::admission_chain::GitObjects;
+use gitwarden_manifests::ObjectRef;
+use kube::core::GroupVersionKind;
+
 /// The kinds of the objects gitwarden manages: (group, version, kind).
 pub(crate) fn managed_kinds(
     report: &gitwarden_apply::SyncReport,
@@ -36,13 +40,27 @@ pub(crate) fn managed_kinds(
 /// Watches one kind's managed objects (label `app.kubernetes.io/managed-by=gitwarden`)
 /// and signals drift on every change after the initial list that
 /// [`DriftFilter`] lets through: status-only updates by controllers are not
-/// drift. gitwarden's own applies also produce events; the resync they
+/// drift, and neither is a change to an object this agent's git does not
+/// hold (another gitwarden's, or one carrying the label by hand), once git
+/// is known. gitwarden's own applies also produce events; the resync they
 /// trigger finds nothing to do and sends no writes, so the loop settles.
 pub(crate) async fn watch_drift(
     client: kube::Client,
     resource: kube::discovery::ApiResource,
     drift: Arc<Notify>,
+    git: tokio::sync::watch::Receiver<Option<Arc<GitObjects>>>,
 ) {
+    let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
+    let ours = |meta: &kube::core::ObjectMeta| {
+        let object = ObjectRef::new(
+            &gvk,
+            meta.namespace.as_deref(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        git.borrow()
+            .as_ref()
+            .is_none_or(|git| git.contains(&object))
+    };
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &resource);
     let selector = format!(
         "{}={}",
@@ -62,13 +80,13 @@ pub(crate) async fn watch_drift(
                 filter.changed(&object.metadata);
             }
             Ok(watcher::Event::Apply(object)) => {
-                if filter.changed(&object.metadata) && !initial {
+                if filter.changed(&object.metadata) && !initial && ours(&object.metadata) {
                     drift.notify_one()
                 }
             }
             Ok(watcher::Event::Delete(object)) => {
                 filter.deleted(&object.metadata);
-                if !initial {
+                if !initial && ours(&object.metadata) {
                     drift.notify_one()
                 }
             }

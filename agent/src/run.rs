@@ -102,6 +102,7 @@ pub async fn sync_loop(
                                 client.clone(),
                                 resolved.resource.clone(),
                                 drift.clone(),
+                                pipeline.git_objects(),
                             ));
                         }
                     }

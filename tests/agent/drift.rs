@@ -176,3 +176,47 @@ async fn healed_drift_is_reported_by_the_agent_to_the_webhooks_audit_log() {
     let (intact, report) = webhook.verify().unwrap();
     assert!(intact, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_labelled_object_that_is_not_in_this_agents_git_is_not_drift() {
+    let s = AgentSetup::new("drift-foreign").await;
+    let web = testdata::read("agent/web-deployment.yaml").unwrap();
+    let commit = s.commit(&[("app/web.yaml", &web)], "first");
+    let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
+    let first = wait_for(Duration::from_secs(30), || async {
+        let st = agent.status().await?;
+        (st.revision.as_deref() == Some(commit.as_str()) && st.last_success.is_some()).then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "{}", agent.log());
+    // Another gitwarden's object (or one labelled by hand) beside ours.
+    let foreign = web
+        .replace("name: web", "name: foreign")
+        .replace("${NAMESPACE}", s.ns());
+    let foreign = foreign.replacen(
+        "metadata:\n",
+        "metadata:\n  labels:\n    app.kubernetes.io/managed-by: gitwarden\n",
+        1,
+    );
+    gitwarden_tests::webhook::apply(
+        &s.cluster.kubeconfig(gitwarden_tests::Identity::Admin),
+        &foreign,
+    )
+    .unwrap();
+    let before = settled(&agent, Duration::from_secs(2)).await;
+    s.kubectl(&[
+        "patch",
+        "deployment",
+        "foreign",
+        "-p",
+        r#"{"spec":{"replicas":4}}"#,
+    ])
+    .expect_success();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        status(&agent).await.last_attempt,
+        before,
+        "a change to an object not in git started a resync:\n{}",
+        agent.log()
+    );
+}
