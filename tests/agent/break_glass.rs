@@ -152,15 +152,6 @@ async fn poke(agent: &RunningAgent) {
     assert_eq!(accepted.status(), 202);
 }
 
-async fn synced(agent: &RunningAgent, commit: &str) -> bool {
-    wait_for(Duration::from_secs(30), || async {
-        let status = agent.status().await?;
-        (status.revision.as_deref() == Some(commit) && status.last_success.is_some()).then_some(())
-    })
-    .await
-    .is_some()
-}
-
 /// Whether `object` is the (namespaced) ConfigMap `name`, written
 /// `v1 ConfigMap <namespace>/<name>`.
 fn is_config_map(object: &ObjectRef, name: &str) -> bool {
@@ -250,7 +241,7 @@ async fn objects_created_under_break_glass_outside_git_are_held_then_deleted_unl
         "--hook-token-file",
         token.path().to_str().unwrap(),
     ]);
-    assert!(synced(&agent, &commit).await, "{}", agent.log());
+    assert!(agent.synced(&commit).await, "{}", agent.log());
 
     // alice may not do this; carol may, for a short window.
     s.cluster
@@ -391,7 +382,7 @@ async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_
     let commit = s.commit(&[("app/settings.yaml", &settings())], "first");
     let webhook = ScopedWebhook::start(&s).await;
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
-    assert!(synced(&agent, &commit).await, "{}", agent.log());
+    assert!(agent.synced(&commit).await, "{}", agent.log());
 
     s.cluster
         .kubectl(
@@ -519,7 +510,7 @@ async fn alices_denial_names_the_file_and_line_to_edit_and_the_audit_record_carr
     let commit = s.commit(&[("app/settings.yaml", &file)], "two objects");
     let webhook = ScopedWebhook::start(&s).await;
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
-    assert!(synced(&agent, &commit).await, "{}", agent.log());
+    assert!(agent.synced(&commit).await, "{}", agent.log());
     // The agent records where each object is written in its inventory (not
     // on the object: a line moving in git would rewrite the object).
     let inventory = s

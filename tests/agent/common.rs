@@ -276,6 +276,17 @@ impl RunningAgent {
         fetch_status(&self.url).await
     }
 
+    /// Whether the agent syncs `commit` successfully within 30 s.
+    pub async fn synced(&self, commit: &str) -> bool {
+        wait_for(std::time::Duration::from_secs(30), || async {
+            let status = self.status().await?;
+            (status.revision.as_deref() == Some(commit) && status.last_success.is_some())
+                .then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     /// The agent's /metrics text.
     pub async fn metrics(&self) -> Option<String> {
         reqwest::get(format!("{}/metrics", self.url))

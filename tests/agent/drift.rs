@@ -38,16 +38,8 @@ async fn a_status_update_is_not_drift_but_an_annotation_change_is() {
     let web = testdata::read("agent/web-deployment.yaml").unwrap();
     let commit = s.commit(&[("app/web.yaml", &web)], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
-    let first = wait_for(Duration::from_secs(30), || async {
-        let st = agent.status().await?;
-        (st.revision.as_deref() == Some(commit.as_str()) && st.last_success.is_some()).then_some(())
-    })
-    .await;
-    assert!(
-        first.is_some(),
-        "first sync did not finish:\n{}",
-        agent.log()
-    );
+    let first = agent.synced(&commit).await;
+    assert!(first, "first sync did not finish:\n{}", agent.log());
 
     // The watch is live: a spec change is healed.
     s.kubectl(&[
@@ -141,12 +133,8 @@ async fn healed_drift_is_reported_by_the_agent_to_the_webhooks_audit_log() {
         "--audit-ca",
         ca.to_str().unwrap(),
     ]);
-    let synced = wait_for(Duration::from_secs(30), || async {
-        let st = agent.status().await?;
-        (st.revision.as_deref() == Some(commit.as_str()) && st.last_success.is_some()).then_some(())
-    })
-    .await;
-    assert!(synced.is_some(), "{}", agent.log());
+    let synced = agent.synced(&commit).await;
+    assert!(synced, "{}", agent.log());
 
     s.kubectl(&[
         "patch",
@@ -183,12 +171,8 @@ async fn a_change_to_a_labelled_object_that_is_not_in_this_agents_git_is_not_dri
     let web = testdata::read("agent/web-deployment.yaml").unwrap();
     let commit = s.commit(&[("app/web.yaml", &web)], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
-    let first = wait_for(Duration::from_secs(30), || async {
-        let st = agent.status().await?;
-        (st.revision.as_deref() == Some(commit.as_str()) && st.last_success.is_some()).then_some(())
-    })
-    .await;
-    assert!(first.is_some(), "{}", agent.log());
+    let first = agent.synced(&commit).await;
+    assert!(first, "{}", agent.log());
     // Another gitwarden's object (or one labelled by hand) beside ours.
     let foreign = web
         .replace("name: web", "name: foreign")

@@ -12,22 +12,13 @@ fn app() -> String {
     testdata::read("settings-configmap.yaml").unwrap()
 }
 
-async fn synced(agent: &crate::common::RunningAgent, commit: &str) -> bool {
-    wait_for(Duration::from_secs(30), || async {
-        let status = agent.status().await?;
-        (status.revision.as_deref() == Some(commit) && status.last_success.is_some()).then_some(())
-    })
-    .await
-    .is_some()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_by_admin_to_a_managed_object_is_healed_within_seconds() {
     let s = AgentSetup::new("run-drift").await;
     let commit = s.commit(&[("app/settings.yaml", &app())], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     assert!(
-        synced(&agent, &commit).await,
+        agent.synced(&commit).await,
         "first sync did not finish:\n{}",
         agent.log()
     );
@@ -101,7 +92,7 @@ async fn a_pushed_commit_is_applied_within_seconds_of_post_hook() {
         "--hook-token-file",
         token.path().to_str().unwrap(),
     ]);
-    assert!(synced(&agent, &commit).await, "{}", agent.log());
+    assert!(agent.synced(&commit).await, "{}", agent.log());
     let next = s.commit(
         &[("app/settings.yaml", &app().replace("hello", "pushed"))],
         "second",
@@ -122,7 +113,7 @@ async fn a_pushed_commit_is_applied_within_seconds_of_post_hook() {
         .unwrap();
     assert_eq!(accepted.status(), 202);
     assert!(
-        synced(&agent, &next).await,
+        agent.synced(&next).await,
         "the pushed commit was not applied:\n{}",
         agent.log()
     );
@@ -151,7 +142,7 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
         "300ms",
     ];
     let mut first = s.start_agent(&lease);
-    assert!(synced(&first, &commit).await, "{}", first.log());
+    assert!(first.synced(&commit).await, "{}", first.log());
     let second = s.start_agent(&lease);
     let standby = wait_for(Duration::from_secs(10), || async {
         (second.status().await?.role == Role::Standby).then_some(())
@@ -176,7 +167,7 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
         "the standby did not take over:\n{}",
         second.log()
     );
-    assert!(synced(&second, &commit).await, "{}", second.log());
+    assert!(second.synced(&commit).await, "{}", second.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +176,7 @@ async fn gitwarden_agent_status_reads_a_running_agents_status_as_typed_fields() 
     let commit = s.commit(&[("app/settings.yaml", &app())], "first");
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     assert!(
-        synced(&agent, &commit).await,
+        agent.synced(&commit).await,
         "first sync did not finish:\n{}",
         agent.log()
     );

@@ -20,7 +20,7 @@ use gitwarden_tests::{Identity, testdata};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-use crate::common::{AgentSetup, RunningAgent, json as to_json, wait_for};
+use crate::common::{AgentSetup, json as to_json, wait_for};
 
 const VALIDATING: &str = "validatingwebhookconfiguration";
 const MUTATING: &str = "mutatingwebhookconfiguration";
@@ -109,15 +109,6 @@ fn unanswered_url() -> String {
         .unwrap()
         .port();
     format!("https://127.0.0.1:{port}")
-}
-
-async fn synced(agent: &RunningAgent, commit: &str) -> bool {
-    wait_for(Duration::from_secs(30), || async {
-        let status = agent.status().await?;
-        (status.revision.as_deref() == Some(commit) && status.last_success.is_some()).then_some(())
-    })
-    .await
-    .is_some()
 }
 
 /// The live configuration, when it exists.
@@ -219,7 +210,7 @@ async fn a_deleted_or_weakened_webhook_configuration_is_healed_from_git() {
         &policy_configmap,
     ]);
     assert!(
-        synced(&agent, &commit).await,
+        agent.synced(&commit).await,
         "first sync did not finish:\n{}",
         agent.log()
     );
