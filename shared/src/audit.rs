@@ -35,6 +35,8 @@ use jiff::Timestamp;
 use kube::core::Resource;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde::{Deserialize, Serialize};
+
+use crate::decision::BreakGlassWindow;
 use sha2::{Digest, Sha256};
 
 /// The `prev` of the very first record: 64 hex zeros, i.e. "nothing before".
@@ -96,6 +98,28 @@ impl AgentReportReason {
             AgentReportReason::BreakGlassReverted => "break_glass_reverted",
         }
     }
+
+    /// The reason a record's `reason` code names, if it is one of these:
+    /// readers of the log match on the enum, never on the spelling.
+    pub fn from_code(code: &str) -> Option<AgentReportReason> {
+        AgentReportReason::ALL
+            .into_iter()
+            .find(|reason| reason.code() == code)
+    }
+
+    /// Every reason, for [`AgentReportReason::from_code`] and for tests
+    /// that cover each one.
+    pub const ALL: [AgentReportReason; 9] = [
+        AgentReportReason::AdmissionObjectNotInGit,
+        AgentReportReason::AdmissionObjectRestored,
+        AgentReportReason::DriftHealed,
+        AgentReportReason::SyncFailed,
+        AgentReportReason::SyncRecovered,
+        AgentReportReason::SignatureVerificationFailed,
+        AgentReportReason::LeaderUnavailable,
+        AgentReportReason::BreakGlassExpired,
+        AgentReportReason::BreakGlassReverted,
+    ];
 
     /// The decision a report is recorded with: `removed` for what the agent
     /// undid in the admission chain, `reported` for everything else it
@@ -231,6 +255,10 @@ pub struct AuditEvent {
     pub break_glass_reason: Option<String>,
     /// When a break-glass change expires and the agent reverts it.
     pub break_glass_until: Option<Timestamp>,
+    /// Whether the break-glass change opened, extended or worked within its
+    /// window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_window: Option<BreakGlassWindow>,
     /// Where in git the object comes from (the file and line to edit), when
     /// the agent recorded it on the live object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +287,7 @@ impl AuditEvent {
             name: None,
             break_glass_reason: None,
             break_glass_until: None,
+            break_glass_window: None,
             source: None,
         }
     }
@@ -393,6 +422,7 @@ impl AuditEvent {
             name: self.name,
             break_glass_reason: self.break_glass_reason,
             break_glass_until: self.break_glass_until,
+            break_glass_window: self.break_glass_window,
             source: self.source,
             prev: String::new(),
             hash: String::new(),
@@ -448,6 +478,11 @@ pub struct AuditRecord {
     pub break_glass_reason: Option<String>,
     /// Break-glass expiry, for break-glass records.
     pub break_glass_until: Option<Timestamp>,
+    /// Whether a break-glass change opened, extended or worked within its
+    /// window. Absent on other records and on records written before it
+    /// existed (which therefore hash as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_window: Option<BreakGlassWindow>,
     /// Where in git the object comes from, when the agent recorded it.
     /// Absent (not `null`) when unknown, so records written before this
     /// field existed hash exactly as they did.
@@ -557,6 +592,16 @@ pub enum ChainError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_agent_report_reason_is_read_back_from_its_code() {
+        for reason in AgentReportReason::ALL {
+            assert_eq!(AgentReportReason::from_code(reason.code()), Some(reason));
+            let serde_form = serde_json::to_value(reason).expect("serialises");
+            assert_eq!(serde_form, reason.code(), "the code is the serde form");
+        }
+        assert_eq!(AgentReportReason::from_code("not_from_git"), None);
+    }
+
     fn event() -> AuditEvent {
         AuditEvent::new(AuditDecision::Denied, "not_from_git")
             .with_time(
@@ -639,6 +684,7 @@ mod tests {
             |r| r.name = None,
             |r| r.break_glass_reason = Some("outage".to_owned()),
             |r| r.break_glass_until = Some(Timestamp::UNIX_EPOCH),
+            |r| r.break_glass_window = Some(BreakGlassWindow::Extended),
             |r| r.prev = "1".repeat(64),
         ];
         for (i, edit) in edits.into_iter().enumerate() {

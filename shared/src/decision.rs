@@ -206,9 +206,25 @@ pub struct BreakGlassGrant {
     pub at: Timestamp,
     /// When the window closes.
     pub until: Timestamp,
-    /// Whether this request opens the window (as opposed to working within
-    /// one opened earlier).
-    pub new_window: bool,
+    /// Whether this request opens the window, extends one, or works within
+    /// one opened earlier.
+    pub window: BreakGlassWindow,
+}
+
+/// What a break-glass request did to its object's window: the audit record
+/// and the notifications tell an extension apart from a first opening,
+/// because a window stretched again and again is an emergency that never
+/// ends and the platform team wants to see it as such.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakGlassWindow {
+    /// A new window on an object that had none open.
+    Opened,
+    /// A new window (a new reason) on an object whose window was still open:
+    /// the emergency was prolonged.
+    Extended,
+    /// A change within the window already open.
+    Within,
 }
 
 /// The outcome of [`decide`].

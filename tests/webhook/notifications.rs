@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use gitwarden_shared::decision::BreakGlassWindow;
 use gitwarden_tests::admission_review::{AdmissionReview, managed_deployment};
 use gitwarden_tests::loopback::{LoopbackWebhook, PolicySource};
 use hmac::{Hmac, Mac};
@@ -305,6 +306,82 @@ async fn slack_teams_and_alertmanager_get_their_own_shapes() {
     assert!(!review(&webhook, &denial("alice", "web", 1)).await);
     slack.wait_for(2, Duration::from_secs(90), &webhook).await;
     assert_eq!(am.got().len(), 1);
+}
+
+/// carol opens a new window (a new reason) over bob's window that is still
+/// open on the live Deployment: an extension.
+fn extension(uid: usize, old_reason: &str, new_reason: &str) -> AdmissionReview {
+    let now = jiff::Timestamp::now();
+    let opened = now - jiff::SignedDuration::from_mins(10);
+    let closes = now + jiff::SignedDuration::from_mins(50);
+    let stamps = serde_json::json!({
+        "gitwarden.io/break-glass-by": "bob",
+        "gitwarden.io/break-glass-at": opened.to_string(),
+        "gitwarden.io/break-glass-until": closes.to_string(),
+    });
+    let mut old = managed_deployment("shop", "web", 5);
+    old["metadata"]["annotations"] = stamps.clone();
+    old["metadata"]["annotations"]["gitwarden.io/break-glass"] = old_reason.into();
+    let mut object = managed_deployment("shop", "web", 6);
+    object["metadata"]["annotations"] = stamps;
+    object["metadata"]["annotations"]["gitwarden.io/break-glass"] = new_reason.into();
+    AdmissionReview::update(object)
+        .old(old)
+        .uid(format!("extend-{uid}"))
+        .by("carol", &["system:authenticated", "gitwarden:break-glass"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_extended_while_still_open_is_its_own_event() {
+    let (receiver, addr) = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "receivers:\n- name: oncall\n  type: webhook\n  url: http://{addr}/hook\n  events: [break-glass-extended]\n"
+    );
+    let webhook = webhook(dir.path(), &config, &["oncall"]).await;
+    // A first opening is not what this receiver asked for.
+    assert!(review(&webhook, &break_glass(1, "INC-5 queue stuck")).await);
+    assert!(
+        review(
+            &webhook,
+            &extension(2, "INC-5 queue stuck", "INC-5 still stuck")
+        )
+        .await
+    );
+
+    let got = receiver
+        .wait_for(1, Duration::from_secs(20), &webhook)
+        .await;
+    let body = got[0].json();
+    assert_eq!(body["event"], "break-glass-extended", "{body}");
+    assert_eq!(body["user"], "carol");
+    assert_eq!(body["breakGlassReason"], "INC-5 still stuck");
+    assert!(
+        body["summary"].as_str().unwrap().contains("EXTENDED"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.got().len(),
+        1,
+        "the first opening is not sent here"
+    );
+
+    let windows: Vec<_> = webhook
+        .audit_records()
+        .iter()
+        .map(|r| r.break_glass_window)
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            Some(BreakGlassWindow::Opened),
+            Some(BreakGlassWindow::Extended)
+        ],
+        "the audit log tells the two apart"
+    );
+    let (intact, report) = webhook.verify().unwrap();
+    assert!(intact, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

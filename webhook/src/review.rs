@@ -337,6 +337,7 @@ fn audit_event(request: &AdmissionRequest<DynamicObject>, decision: &Decision) -
     if let Some(grant) = &decision.break_glass {
         event.break_glass_reason = Some(grant.reason.clone());
         event.break_glass_until = Some(grant.until);
+        event.break_glass_window = Some(grant.window);
     }
     event.with_source(decision.source.clone())
 }

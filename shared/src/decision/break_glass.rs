@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use super::request::RequestView;
-use super::{BreakGlassGrant, Decision, Reason, Verdict, messages};
+use super::{BreakGlassGrant, BreakGlassWindow, Decision, Reason, Verdict, messages};
 use crate::names::{BREAK_GLASS, BREAK_GLASS_TTL, BREAK_GLASS_UNTIL};
 use crate::policy::{HumanDuration, Policy};
 use crate::stamps::Stamps;
@@ -153,7 +153,7 @@ fn open_window(
         by: by.to_owned(),
         at,
         until,
-        new_window: false,
+        window: BreakGlassWindow::Within,
     })
 }
 
@@ -168,11 +168,17 @@ fn new_window(
 ) -> Result<BreakGlassGrant, Refusal> {
     let ttl = requested_ttl(policy, view, annotations)?;
     let written = Stamps::of(Some(annotations));
-    let carried_over = view.has_old_object() && written == Stamps::of(old);
-    if written.is_empty() || carried_over {
-        return fresh_grant(view, reason, ttl, now);
+    let live = Stamps::of(old);
+    let carried_over = view.has_old_object() && written == live;
+    let mut grant = if written.is_empty() || carried_over {
+        fresh_grant(view, reason, ttl, now)?
+    } else {
+        checked_stamps(view, &written, reason, ttl, now)?
+    };
+    if live.until().is_some_and(|until| until > now) {
+        grant.window = BreakGlassWindow::Extended;
     }
-    checked_stamps(view, &written, reason, ttl, now)
+    Ok(grant)
 }
 
 /// The TTL the change asks for, or the default; refused when it is not a
@@ -229,7 +235,7 @@ fn fresh_grant(
         by: view.requester.username.clone(),
         at,
         until,
-        new_window: true,
+        window: BreakGlassWindow::Opened,
     })
 }
 
@@ -287,7 +293,7 @@ fn checked_stamps(
         by: by.to_owned(),
         at,
         until,
-        new_window: true,
+        window: BreakGlassWindow::Opened,
     })
 }
 

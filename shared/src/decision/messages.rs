@@ -6,8 +6,8 @@
 
 use jiff::Timestamp;
 
-use super::BreakGlassGrant;
 use super::request::RequestView;
+use super::{BreakGlassGrant, BreakGlassWindow};
 use crate::names::{BREAK_GLASS, BREAK_GLASS_TTL, BREAK_GLASS_UNTIL};
 use crate::policy::{HumanDuration, Policy};
 use crate::source::SourceRef;
@@ -216,7 +216,11 @@ pub(super) fn break_glass_delete_without_window(view: &RequestView<'_>) -> Strin
 /// The log line for an allowed break-glass change (not shown to the user;
 /// the warning is).
 pub(super) fn break_glass_allowed(grant: &BreakGlassGrant) -> String {
-    let window = if grant.new_window { "new" } else { "open" };
+    let window = match grant.window {
+        BreakGlassWindow::Opened => "new",
+        BreakGlassWindow::Extended => "extending",
+        BreakGlassWindow::Within => "open",
+    };
     format!(
         "allowed: break-glass within the {window} window opened by {:?} at {}, until {}. Reason: {}",
         grant.by, grant.at, grant.until, grant.reason,

@@ -1,7 +1,8 @@
 //! What a notification is about: the event kinds, and one [`Notification`]
 //! built from audit records (or observed directly by the webhook).
 
-use gitwarden_shared::audit::{AuditDecision, AuditRecord};
+use gitwarden_shared::audit::{AgentReportReason, AuditDecision, AuditRecord};
+use gitwarden_shared::decision::BreakGlassWindow;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -9,8 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventKind {
-    /// A break-glass change was allowed (opened or extended).
+    /// A break-glass window was opened, or a change made within one.
     BreakGlass,
+    /// A break-glass window still open was extended with a new reason.
+    BreakGlassExtended,
     /// Changes were refused (aggregated per user and object).
     Denied,
     /// The agent deleted or restored an admission-configuration object.
@@ -40,6 +43,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::BreakGlass => "break-glass",
+            EventKind::BreakGlassExtended => "break-glass-extended",
             EventKind::Denied => "denied",
             EventKind::AdmissionObjectRemoved => "admission-object-removed",
             EventKind::DriftHealed => "drift-healed",
@@ -59,6 +63,7 @@ impl EventKind {
     pub fn severity(self) -> &'static str {
         match self {
             EventKind::BreakGlass
+            | EventKind::BreakGlassExtended
             | EventKind::AdmissionObjectRemoved
             | EventKind::SignatureVerificationFailed
             | EventKind::AuditWriteError => "critical",
@@ -78,18 +83,27 @@ impl EventKind {
     pub fn of(record: &AuditRecord) -> Option<EventKind> {
         match record.decision {
             AuditDecision::Denied => Some(EventKind::Denied),
-            AuditDecision::BreakGlass => Some(EventKind::BreakGlass),
-            AuditDecision::Removed => Some(EventKind::AdmissionObjectRemoved),
-            AuditDecision::Reported => match record.reason.as_str() {
-                "drift_healed" => Some(EventKind::DriftHealed),
-                "sync_failed" => Some(EventKind::SyncFailed),
-                "sync_recovered" => Some(EventKind::SyncRecovered),
-                "signature_verification_failed" => Some(EventKind::SignatureVerificationFailed),
-                "leader_unavailable" => Some(EventKind::LeaderUnavailable),
-                "break_glass_expired" => Some(EventKind::BreakGlassExpired),
-                "break_glass_reverted" => Some(EventKind::BreakGlassReverted),
-                _ => None,
+            AuditDecision::BreakGlass => match record.break_glass_window {
+                Some(BreakGlassWindow::Extended) => Some(EventKind::BreakGlassExtended),
+                _ => Some(EventKind::BreakGlass),
             },
+            AuditDecision::Removed => Some(EventKind::AdmissionObjectRemoved),
+            AuditDecision::Reported => {
+                match AgentReportReason::from_code(&record.reason)? {
+                    AgentReportReason::DriftHealed => Some(EventKind::DriftHealed),
+                    AgentReportReason::SyncFailed => Some(EventKind::SyncFailed),
+                    AgentReportReason::SyncRecovered => Some(EventKind::SyncRecovered),
+                    AgentReportReason::SignatureVerificationFailed => {
+                        Some(EventKind::SignatureVerificationFailed)
+                    }
+                    AgentReportReason::LeaderUnavailable => Some(EventKind::LeaderUnavailable),
+                    AgentReportReason::BreakGlassExpired => Some(EventKind::BreakGlassExpired),
+                    AgentReportReason::BreakGlassReverted => Some(EventKind::BreakGlassReverted),
+                    // Recorded as `removed`, never as `reported`.
+                    AgentReportReason::AdmissionObjectNotInGit
+                    | AgentReportReason::AdmissionObjectRestored => None,
+                }
+            }
         }
     }
 }
@@ -256,6 +270,13 @@ impl Notification {
                     .map(|t| format!(", until {t}"))
                     .unwrap_or_default()
             ),
+            EventKind::BreakGlassExtended => format!(
+                "gitwarden: break-glass EXTENDED by {user} on {object}: {:?}{}",
+                self.break_glass_reason.as_deref().unwrap_or(""),
+                self.break_glass_until
+                    .map(|t| format!(", now until {t}"))
+                    .unwrap_or_default()
+            ),
             EventKind::Denied if self.count > 1 => format!(
                 "gitwarden: {} changes by {user} to {object} refused",
                 self.count
@@ -287,17 +308,7 @@ mod tests {
 
     #[test]
     fn every_agent_report_has_an_event_kind() {
-        for reason in [
-            AgentReportReason::AdmissionObjectNotInGit,
-            AgentReportReason::AdmissionObjectRestored,
-            AgentReportReason::DriftHealed,
-            AgentReportReason::SyncFailed,
-            AgentReportReason::SyncRecovered,
-            AgentReportReason::SignatureVerificationFailed,
-            AgentReportReason::LeaderUnavailable,
-            AgentReportReason::BreakGlassExpired,
-            AgentReportReason::BreakGlassReverted,
-        ] {
+        for reason in AgentReportReason::ALL {
             assert!(
                 kind_of(reason.decision(), reason.code()).is_some(),
                 "{reason:?}"
@@ -312,6 +323,17 @@ mod tests {
             kind_of(AuditDecision::BreakGlass, "break_glass"),
             Some(EventKind::BreakGlass)
         );
+    }
+
+    #[test]
+    fn a_break_glass_record_that_extended_its_window_is_its_own_event() {
+        let mut event = AuditEvent::new(AuditDecision::BreakGlass, "break_glass");
+        event.break_glass_window = Some(BreakGlassWindow::Extended);
+        let record = event.into_record(1).seal(GENESIS_HASH);
+        assert_eq!(EventKind::of(&record), Some(EventKind::BreakGlassExtended));
+        let n = Notification::from_record(EventKind::BreakGlassExtended, &record);
+        assert_eq!(n.severity, "critical");
+        assert!(n.summary.contains("EXTENDED"), "{}", n.summary);
     }
 
     #[test]

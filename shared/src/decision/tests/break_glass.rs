@@ -1,7 +1,7 @@
 //! Step 6: break-glass windows.
 
 use super::*;
-use crate::decision::{BreakGlassGrant, Reason, Verdict};
+use crate::decision::{BreakGlassGrant, BreakGlassWindow, Reason, Verdict};
 
 const REASON: &str = "INC-42: checkout is down";
 
@@ -45,7 +45,7 @@ fn create_with_a_reason_opens_a_window_for_the_default_ttl() {
             by: "oncall".into(),
             at: now(),
             until: at(HOUR).parse().unwrap(),
-            new_window: true,
+            window: BreakGlassWindow::Opened,
         }
     );
 }
@@ -74,7 +74,7 @@ fn update_that_adds_a_reason_opens_a_window() {
         .user(ONCALL)
         .decide();
     assert_eq!(d.reason, Reason::BreakGlass);
-    assert!(grant(&d).new_window);
+    assert_eq!(grant(&d).window, BreakGlassWindow::Opened);
 }
 
 #[test]
@@ -264,7 +264,7 @@ fn validate_accepts_the_stamps_mutate_wrote() {
         .decide();
     assert_eq!(d.reason, Reason::BreakGlass);
     let g = grant(&d);
-    assert!(g.new_window);
+    assert_eq!(g.window, BreakGlassWindow::Opened);
     assert_eq!(g.at.to_string(), at(-2));
     assert_eq!(g.until.to_string(), at(HOUR - 2));
 }
@@ -371,8 +371,24 @@ fn new_reason_over_a_previous_windows_stamps_opens_a_fresh_window() {
         .decide();
     assert_eq!(d.reason, Reason::BreakGlass);
     let g = grant(&d);
-    assert!(g.new_window);
+    assert_eq!(g.window, BreakGlassWindow::Opened);
     assert_eq!((g.by.as_str(), g.at), ("oncall", now()));
+}
+
+#[test]
+fn new_reason_over_a_window_still_open_extends_it() {
+    let open = window("bob", -HOUR / 2, 1);
+    let d = Req::update()
+        .old(with_reason("INC-1", &open))
+        .object(with_reason(REASON, &open))
+        .user(ONCALL)
+        .decide();
+    assert_eq!(d.reason, Reason::BreakGlass);
+    let g = grant(&d);
+    assert_eq!(g.window, BreakGlassWindow::Extended);
+    assert_eq!((g.by.as_str(), g.at), ("oncall", now()));
+    assert_eq!(g.until.to_string(), at(HOUR));
+    assert!(d.message.contains("extending"), "{}", d.message);
 }
 
 // --- Existing windows ---------------------------------------------------------
@@ -387,7 +403,7 @@ fn update_within_an_open_window_is_allowed_with_the_windows_stamps() {
         .decide();
     assert_eq!(d.reason, Reason::BreakGlass);
     let g = grant(&d);
-    assert!(!g.new_window);
+    assert_eq!(g.window, BreakGlassWindow::Within);
     assert_eq!(g.by, "bob");
     assert_eq!(g.at.to_string(), at(-HOUR / 2));
     assert_eq!(g.until.to_string(), at(HOUR / 2));
@@ -499,7 +515,7 @@ fn delete_within_an_open_window_is_allowed() {
         .decide();
     assert_eq!(d.reason, Reason::BreakGlass);
     assert!(d.audit);
-    assert!(!grant(&d).new_window);
+    assert_eq!(grant(&d).window, BreakGlassWindow::Within);
     assert_eq!(d.warnings.len(), 1);
 }
 
