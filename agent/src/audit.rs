@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gitwarden_runtime::credential::TokenSource;
 use tokio::sync::mpsc;
 
 /// How many records may wait for delivery; beyond that new records are
@@ -42,73 +43,12 @@ fn describe(record: &AuditRecord) -> String {
     }
 }
 
-/// Where the agent's bearer token comes from: the same credential its
-/// Kubernetes client uses, so the webhook can authenticate it with a
-/// TokenReview.
-#[derive(Clone)]
-pub enum Bearer {
-    /// A token written in the kubeconfig.
-    Token(String),
-    /// A token file (the in-cluster service-account token, which the
-    /// kubelet rotates): read again for every request.
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bearer::Token(_) => f.write_str("Bearer::Token(<redacted>)"),
-            Bearer::File(path) => f.debug_tuple("Bearer::File").field(path).finish(),
-        }
-    }
-}
-
-impl Bearer {
-    /// The bearer credential of a client configuration, `None` when it
-    /// authenticates otherwise (client certificates, exec plugins).
-    ///
-    /// kube exposes the token only through its serialisation (the field is
-    /// a `secrecy` secret), so it is read back from there.
-    pub fn from_config(config: &kube::Config) -> Option<Bearer> {
-        let auth = serde_json::to_value(&config.auth_info).ok()?;
-        if let Some(token) = auth["token"].as_str().filter(|t| !t.is_empty()) {
-            return Some(Bearer::Token(token.to_owned()));
-        }
-        auth["tokenFile"]
-            .as_str()
-            .filter(|f| !f.is_empty())
-            .map(|f| Bearer::File(PathBuf::from(f)))
-    }
-
-    async fn read(&self) -> Result<String, AuditError> {
-        match self {
-            Bearer::Token(token) => Ok(token.clone()),
-            Bearer::File(path) => tokio::fs::read_to_string(path)
-                .await
-                .map(|t| t.trim().to_owned())
-                .map_err(|source| AuditError::TokenFile {
-                    path: path.clone(),
-                    source,
-                }),
-        }
-    }
-}
-
 /// Why the audit client could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The CA file could not be read.
     #[error("reading the audit CA {path}")]
     CaFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The token file could not be read.
-    #[error("reading the token file {path}")]
-    TokenFile {
         /// The file.
         path: PathBuf,
         /// The I/O error.
@@ -186,7 +126,7 @@ impl AuditSink {
     pub fn start(
         base_url: &str,
         ca: Option<&std::path::Path>,
-        bearer: Bearer,
+        bearer: TokenSource,
     ) -> Result<(AuditSink, tokio::task::JoinHandle<()>), AuditError> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -307,7 +247,7 @@ async fn deliver(
     mut queue: mpsc::Receiver<AuditRecord>,
     client: reqwest::Client,
     url: String,
-    bearer: Bearer,
+    bearer: TokenSource,
 ) {
     while let Some(record) = queue.recv().await {
         let mut delay = Duration::from_millis(500);
@@ -343,10 +283,10 @@ async fn deliver(
 async fn send(
     client: &reqwest::Client,
     url: &str,
-    bearer: &Bearer,
+    bearer: &TokenSource,
     record: &AuditRecord,
 ) -> Delivery {
-    let token = match bearer.read().await {
+    let token = match bearer.token().await {
         Ok(token) => token,
         Err(e) => return Delivery::Transient(e.to_string()),
     };
@@ -415,20 +355,6 @@ mod tests {
             classify(401, ""),
             Delivery::Refused { status: 401, .. }
         ));
-    }
-
-    #[test]
-    fn the_bearer_comes_from_the_kubeconfig_token_or_token_file() {
-        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
-        assert!(Bearer::from_config(&config).is_none());
-        config.auth_info.token_file = Some("/var/run/secrets/token".into());
-        assert!(
-            matches!(Bearer::from_config(&config), Some(Bearer::File(p)) if p.ends_with("token"))
-        );
-        config.auth_info.token = Some("s3cret".to_owned().into());
-        let bearer = Bearer::from_config(&config).unwrap();
-        assert!(matches!(&bearer, Bearer::Token(t) if t == "s3cret"));
-        assert!(!format!("{bearer:?}").contains("s3cret"), "never logged");
     }
 
     #[tokio::test]

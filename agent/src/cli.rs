@@ -51,6 +51,11 @@ pub enum Command {
             default_value = "http://127.0.0.1:8080"
         )]
         url: String,
+        /// Kubeconfig whose user's bearer token is presented (an agent run
+        /// with `--status-auth kubernetes` reviews it). Default: in-cluster,
+        /// $KUBECONFIG or ~/.kube/config; none found means no token.
+        #[arg(long, env = "GITWARDEN_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
     },
 }
 

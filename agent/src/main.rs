@@ -66,13 +66,15 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Command::Status { url } => match print_status(&url).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("gitwarden-agent status: {e:#}");
-                    ExitCode::from(2)
+            Command::Status { url, kubeconfig } => {
+                match print_status(&url, kubeconfig.as_deref()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("gitwarden-agent status: {e:#}");
+                        ExitCode::from(2)
+                    }
                 }
-            },
+            }
             Command::Diff(args) => match diff(&args).await {
                 Ok((commit, d)) => {
                     print_diff(&commit, &d);
@@ -138,8 +140,8 @@ fn admission_guard(
     let audit = match &args.audit_url {
         None => admission_guard::Audit::NotAudited,
         Some(url) => {
-            let bearer = gitwarden_agent::audit::Bearer::from_config(config).context(
-                "--audit-url needs a bearer token (kubeconfig token or token file, or the in-cluster service account) to authenticate the agent to the webhook",
+            let bearer = gitwarden_runtime::credential::TokenSource::of(config).context(
+                "--audit-url needs a bearer token (kubeconfig token, token file or exec plugin, or the in-cluster service account) to authenticate the agent to the webhook",
             )?;
             let (sink, _task) =
                 gitwarden_agent::audit::AuditSink::start(url, args.audit_ca.as_deref(), bearer)?;
@@ -266,12 +268,39 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     }
 }
 
-async fn print_status(url: &str) -> anyhow::Result<()> {
-    let body = reqwest::get(format!("{}/status", url.trim_end_matches('/')))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+async fn print_status(url: &str, kubeconfig: Option<&std::path::Path>) -> anyhow::Result<()> {
+    // The caller's own token, when it has one: an agent that reviews tokens
+    // answers 401 without it, and the error then says why none was sent.
+    let (token, no_token) = match gitwarden_runtime::client::config(kubeconfig).await {
+        Ok(config) => match gitwarden_runtime::credential::bearer_token(&config).await {
+            Ok(token) => (Some(token), None),
+            Err(e) => (None, Some(gitwarden_runtime::errors::chain(&e))),
+        },
+        Err(e) if kubeconfig.is_some() => return Err(e.into()),
+        Err(e) => (None, Some(gitwarden_runtime::errors::chain(&e))),
+    };
+    let status_url = format!("{}/status", url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().get(&status_url);
+    if let Some(token) = &token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("GET {status_url}"))?;
+    let code = response.status();
+    let body = response.text().await.unwrap_or_default();
+    match (code.as_u16(), &no_token) {
+        (200..=299, _) => {}
+        (401, Some(why)) => anyhow::bail!(
+            "the agent wants a bearer token for /status (401) and none was sent: {why}"
+        ),
+        (401 | 403, _) => anyhow::bail!(
+            "the agent refused /status ({code}): {} (reading it needs `get` on the non-resource URL /status, e.g. the ClusterRole gitwarden-status-reader)",
+            body.trim()
+        ),
+        _ => anyhow::bail!("the agent answered /status with {code}: {}", body.trim()),
+    }
     let s: gitwarden_agent::status::Status = serde_json::from_str(&body)
         .context("reading the agent's /status (a different version?)")?;
     let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());

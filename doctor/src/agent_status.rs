@@ -69,23 +69,50 @@ pub fn judge(status: &Value, now: jiff::Timestamp, max_age: Duration) -> Vec<Fin
     out
 }
 
+/// How doctor reaches the agent's /status.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe<'a> {
+    /// The agent's base URL.
+    pub url: &'a str,
+    /// doctor's own bearer token, for an agent that reviews tokens.
+    pub token: Option<&'a str>,
+    /// Timeout of the request.
+    pub timeout: Duration,
+}
+
 /// GET `{url}/status` and judge it; an unreachable agent is critical: nothing
-/// heals drift or restores a deleted webhook configuration.
-pub async fn check(url: &str, max_age: Duration, timeout: Duration) -> Vec<Finding> {
-    let status_url = format!("{}/status", url.trim_end_matches('/'));
+/// heals drift or restores a deleted webhook configuration. A refusal is
+/// only a warning: the agent answers, doctor may just not read its status.
+pub async fn check(probe: &Probe<'_>, max_age: Duration) -> Vec<Finding> {
+    let status_url = format!("{}/status", probe.url.trim_end_matches('/'));
     let fetched = async {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        client
-            .get(&status_url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json::<Value>()
-            .await
+        let client = reqwest::Client::builder().timeout(probe.timeout).build()?;
+        let mut request = client.get(&status_url);
+        if let Some(token) = probe.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let code = response.status().as_u16();
+        Ok::<_, reqwest::Error>((code, response.json::<Value>().await.ok()))
     }
     .await;
     match fetched {
-        Ok(status) => judge(&status, jiff::Timestamp::now(), max_age),
+        Ok((200..=299, Some(status))) => judge(&status, jiff::Timestamp::now(), max_age),
+        Ok((code @ (401 | 403), _)) => vec![Finding::warning(
+            "agent/status-refused",
+            format!(
+                "the agent at {status_url} answers but refused doctor's credentials ({code}): {}",
+                if probe.token.is_some() {
+                    "bind doctor's user to the ClusterRole gitwarden-status-reader (get on the non-resource URL /status)"
+                } else {
+                    "doctor's kubeconfig user has no bearer token to present (a client certificate?); use one with a token"
+                }
+            ),
+        )],
+        Ok((code, _)) => vec![Finding::critical(
+            "agent/status",
+            format!("the agent's status at {status_url} answered {code} without a status document"),
+        )],
         Err(e) => vec![Finding::critical(
             "agent/status",
             format!(

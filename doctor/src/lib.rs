@@ -35,6 +35,10 @@ pub struct Options {
     pub protected: Protected,
     /// The agent's HTTP address; its /status is checked when given.
     pub agent_url: Option<String>,
+    /// The bearer token doctor presents to the agent's /status (its own
+    /// kubeconfig user's), which an agent run with `--status-auth
+    /// kubernetes` reviews; `None` when the user has none.
+    pub agent_token: Option<String>,
     /// Warn when a certificate expires within this.
     pub cert_warn_before: Duration,
     /// Warn when the agent's last successful sync is older than this.
@@ -50,6 +54,7 @@ impl Default for Options {
         Options {
             protected: Protected::default(),
             agent_url: None,
+            agent_token: None,
             cert_warn_before: Duration::from_secs(30 * 86_400),
             agent_max_age: Duration::from_secs(10 * 60),
             timeout: Duration::from_secs(5),
@@ -86,7 +91,12 @@ pub async fn diagnose(client: &Client, options: &Options) -> Report {
     findings.push(policy_finding);
     findings.push(lease::check(client, &options.lease).await);
     if let Some(url) = &options.agent_url {
-        findings.extend(agent_status::check(url, options.agent_max_age, options.timeout).await);
+        let probe = agent_status::Probe {
+            url,
+            token: options.agent_token.as_deref(),
+            timeout: options.timeout,
+        };
+        findings.extend(agent_status::check(&probe, options.agent_max_age).await);
     }
     Report::new(findings)
 }

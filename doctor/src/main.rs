@@ -83,6 +83,7 @@ impl DoctorArgs {
                 policy_configmap: self.policy_configmap.clone(),
             },
             agent_url: self.agent_url.clone(),
+            agent_token: None,
             cert_warn_before: std::time::Duration::from_secs(self.cert_warn_days * 86_400),
             agent_max_age: self.agent_max_age,
             timeout: self.timeout,
@@ -118,14 +119,31 @@ fn main() -> ExitCode {
 /// Runs the checks and prints the report. Exit 0: nothing critical; 1:
 /// critical findings; 2: doctor could not run.
 async fn run(args: &DoctorArgs) -> ExitCode {
-    let client = match gitwarden_runtime::client::client(args.kubeconfig.as_deref()).await {
+    let config = match gitwarden_runtime::client::config(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gitwarden-doctor: {}", gitwarden_runtime::errors::chain(&e));
             return ExitCode::from(2);
         }
     };
-    let report = gitwarden_doctor::diagnose(&client, &args.options()).await;
+    let mut options = args.options();
+    if options.agent_url.is_some() {
+        // Doctor reads the agent's /status as its own user, like kubectl gitwarden.
+        options.agent_token = gitwarden_runtime::credential::bearer_token(&config)
+            .await
+            .ok();
+    }
+    let client = match kube::Client::try_from(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "gitwarden-doctor: building the Kubernetes client: {}",
+                gitwarden_runtime::errors::chain(&e)
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let report = gitwarden_doctor::diagnose(&client, &options).await;
     match args.output {
         DoctorOutput::Json => match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),

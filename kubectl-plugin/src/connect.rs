@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use gitwarden_runtime::credential::CredentialError;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
@@ -89,87 +90,13 @@ impl Kube {
         if let Some(token) = explicit {
             return Ok(token.trim().to_owned());
         }
-        let auth = serde_json::to_value(&self.config.auth_info).unwrap_or_default();
-        match token_source(&auth) {
-            Some(TokenSource::Token(token)) => Ok(token),
-            Some(TokenSource::File(path)) => Ok(std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the token file {}", path.display()))?
-                .trim()
-                .to_owned()),
-            Some(TokenSource::Exec(exec)) => exec_token(&exec).await,
-            None => bail!(
-                "the kubeconfig's user authenticates without a bearer token (a client certificate?): \
-                 gitwarden's /audit and /status review bearer tokens (TokenReview); use a kubeconfig \
-                 with a token, token file or exec plugin, or pass --token"
-            ),
-        }
+        gitwarden_runtime::credential::bearer_token(&self.config)
+            .await
+            .map_err(|e| match e {
+                CredentialError::NoToken => anyhow::anyhow!("{e}, or pass --token"),
+                other => anyhow::Error::new(other),
+            })
     }
-}
-
-/// Where a kubeconfig user's bearer token comes from.
-#[derive(Debug, PartialEq)]
-pub enum TokenSource {
-    /// `token`.
-    Token(String),
-    /// `tokenFile`.
-    File(PathBuf),
-    /// `exec`: the ExecConfig as JSON.
-    Exec(Value),
-}
-
-/// The token source of a kubeconfig `user` entry (kube's `AuthInfo`, serialised).
-pub fn token_source(auth: &Value) -> Option<TokenSource> {
-    if let Some(token) = auth["token"].as_str().filter(|t| !t.is_empty()) {
-        return Some(TokenSource::Token(token.to_owned()));
-    }
-    if let Some(file) = auth["tokenFile"].as_str().filter(|f| !f.is_empty()) {
-        return Some(TokenSource::File(PathBuf::from(file)));
-    }
-    auth.get("exec")
-        .filter(|e| e["command"].is_string())
-        .map(|e| TokenSource::Exec(e.clone()))
-}
-
-/// Runs a kubeconfig exec credential plugin and returns its token.
-async fn exec_token(exec: &Value) -> Result<String> {
-    let command = exec["command"].as_str().unwrap_or_default();
-    let mut cmd = tokio::process::Command::new(command);
-    for arg in exec["args"].as_array().into_iter().flatten() {
-        cmd.arg(arg.as_str().unwrap_or_default());
-    }
-    for pair in exec["env"].as_array().into_iter().flatten() {
-        if let (Some(k), Some(v)) = (pair["name"].as_str(), pair["value"].as_str()) {
-            cmd.env(k, v);
-        }
-    }
-    let api_version = exec["apiVersion"]
-        .as_str()
-        .unwrap_or("client.authentication.k8s.io/v1");
-    cmd.env(
-        "KUBERNETES_EXEC_INFO",
-        serde_json::json!({"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": false}})
-            .to_string(),
-    );
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running the credential plugin {command}"))?;
-    if !out.status.success() {
-        bail!(
-            "the credential plugin {command} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let credential: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("reading the ExecCredential of {command}"))?;
-    credential["status"]["token"]
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .with_context(|| {
-            format!("the credential plugin {command} returned no token (a client certificate?)")
-        })
 }
 
 /// One of gitwarden's endpoints, and how to reach it.
@@ -291,32 +218,5 @@ impl Endpoint {
                 body.trim()
             ),
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_come_from_token_then_file_then_exec() {
-        let token = serde_json::json!({"token": "abc", "tokenFile": "/f"});
-        assert_eq!(token_source(&token), Some(TokenSource::Token("abc".into())));
-        let file = serde_json::json!({"tokenFile": "/f"});
-        assert_eq!(token_source(&file), Some(TokenSource::File("/f".into())));
-        let exec = serde_json::json!({"exec": {"command": "get-token", "args": ["x"]}});
-        assert!(matches!(token_source(&exec), Some(TokenSource::Exec(_))));
-        let cert = serde_json::json!({"client-certificate-data": "…"});
-        assert_eq!(token_source(&cert), None);
-    }
-
-    #[tokio::test]
-    async fn an_exec_plugin_token_is_read_from_its_exec_credential() {
-        let exec = serde_json::json!({
-            "command": "sh",
-            "args": ["-c", "echo '{\"kind\":\"ExecCredential\",\"status\":{\"token\":\"from-exec\"}}'"],
-        });
-        assert_eq!(exec_token(&exec).await.unwrap_or_default(), "from-exec");
     }
 }

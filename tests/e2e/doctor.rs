@@ -331,10 +331,33 @@ impl Drop for RunningAgent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
-    let cluster = TestCluster::shared();
+/// An agent that synced one commit and reviews tokens on /status, as
+/// `deploy/base` runs it.
+struct SyncedAgent {
+    _process: RunningAgent,
+    _cleanup: Cleanup,
+    _namespace: gitwarden_tests::namespace::TestNamespace,
+    _repo: tempfile::TempDir,
+    _cache: tempfile::TempDir,
+    url: String,
+    commit: String,
+    /// The agent's own service account: admin of its namespace, nothing more.
+    agent_kubeconfig: std::path::PathBuf,
+}
+
+/// The bearer token of a kubeconfig's user.
+async fn token_of(kubeconfig: &std::path::Path) -> String {
+    let config = gitwarden_runtime::client::config(Some(kubeconfig))
+        .await
+        .unwrap();
+    gitwarden_runtime::credential::bearer_token(&config)
+        .await
+        .unwrap()
+}
+
+async fn synced_agent(cluster: &TestCluster) -> SyncedAgent {
     let ns = cluster.namespace("doctor-agent").await.unwrap();
+    let admin_token = token_of(&cluster.kubeconfig(Identity::Admin)).await;
     // The agent's identity: a real service-account token, admin of its namespace only.
     let (_, agent_kubeconfig) = cluster
         .mint_service_account_token(ns.name(), "agent")
@@ -349,6 +372,16 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
         .unwrap(),
     )
     .unwrap();
+    let mut cleanup = Cleanup::new(cluster);
+    cleanup.apply(
+        &testdata::rendered(
+            "e2e/agent-auth-delegator-binding.yaml",
+            &[("NAMESPACE", ns.name())],
+        )
+        .unwrap(),
+        &format!("clusterrolebinding/{}-agent-auth-delegator", ns.name()),
+        None,
+    );
     let repo = tempfile::tempdir().unwrap();
     git(repo.path(), &["init", "-q", "-b", "main"]);
     std::fs::write(
@@ -366,7 +399,7 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let _agent = RunningAgent(
+    let process = RunningAgent(
         Command::new(binary("gitwarden-agent").unwrap())
             .arg("run")
             .arg("--repo")
@@ -385,6 +418,8 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--leader-elect=false",
+                "--status-auth",
+                "kubernetes",
             ])
             .args(["--interval", "1h", "--health-timeout", "0s"])
             .stdout(std::process::Stdio::null())
@@ -393,7 +428,10 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
             .unwrap(),
     );
     let synced = gitwarden_tests::wait_for(std::time::Duration::from_secs(60), || async {
-        let status: Status = reqwest::get(format!("{url}/status"))
+        let status: Status = reqwest::Client::new()
+            .get(format!("{url}/status"))
+            .bearer_auth(&admin_token)
+            .send()
             .await
             .ok()?
             .json()
@@ -403,8 +441,24 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
     })
     .await;
     assert!(synced.is_some(), "the agent did not sync within 60s");
+    SyncedAgent {
+        _process: process,
+        _cleanup: cleanup,
+        _namespace: ns,
+        _repo: repo,
+        _cache: cache,
+        url,
+        commit,
+        agent_kubeconfig,
+    }
+}
 
-    let run = doctor(&cluster.kubeconfig(Identity::Admin), &["--agent-url", &url]).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
+    let cluster = TestCluster::shared();
+    let SyncedAgent { url, commit, .. } = &synced_agent(cluster).await;
+    // doctor presents its own user's token: the agent reviews it.
+    let run = doctor(&cluster.kubeconfig(Identity::Admin), &["--agent-url", url]).unwrap();
     let agent = run.checks("agent");
     assert_eq!(agent.len(), 1, "{agent:#?}");
     assert_eq!(agent[0].check, "agent/last-success");
@@ -419,12 +473,63 @@ async fn a_running_agent_is_reported_with_its_revision_and_last_success() {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let run = doctor(
         &cluster.kubeconfig(Identity::Admin),
-        &["--agent-url", &url, "--agent-max-age", "1s"],
+        &["--agent-url", url, "--agent-max-age", "1s"],
     )
     .unwrap();
     let stale = run.checks("agent/last-success");
     assert_eq!(stale.len(), 1);
     assert_eq!(stale[0].severity, Severity::Warning, "{:#?}", stale[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_refuses_doctors_user_is_a_warning_that_names_the_cluster_role() {
+    let cluster = TestCluster::shared();
+    let agent = synced_agent(cluster).await;
+    // A real token whose user RBAC does not let `get` /status.
+    let run = doctor(&agent.agent_kubeconfig, &["--agent-url", &agent.url]).unwrap();
+    let refused = run.checks("agent/status-refused");
+    assert_eq!(refused.len(), 1, "{:#?}", run.report);
+    assert_eq!(refused[0].severity, Severity::Warning);
+    assert!(
+        refused[0].message.contains("403")
+            && refused[0].message.contains("gitwarden-status-reader"),
+        "{:#?}",
+        refused[0]
+    );
+    assert!(run.checks("agent/last-success").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitwarden_agent_status_reads_a_reviewing_agent_with_the_callers_kubeconfig() {
+    let cluster = TestCluster::shared();
+    let agent = synced_agent(cluster).await;
+    let status = |kubeconfig: &std::path::Path| {
+        Command::new(binary("gitwarden-agent").unwrap())
+            .args(["status", "--url", &agent.url, "--kubeconfig"])
+            .arg(kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let admin = status(&cluster.kubeconfig(Identity::Admin));
+    let stdout = String::from_utf8_lossy(&admin.stdout);
+    assert!(
+        admin.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("revision:      {}", agent.commit)),
+        "{stdout}"
+    );
+
+    let refused = status(&agent.agent_kubeconfig);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refused /status (403 Forbidden)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gitwarden-status-reader"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
