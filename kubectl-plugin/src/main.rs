@@ -254,6 +254,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .map(|s| parse_since(&s, jiff::Timestamp::now()))
                     .transpose()?,
                 limit,
+                object: None,
             };
             audit(&ctx, &query, output).await?
         }
@@ -336,6 +337,8 @@ struct AuditFilter {
     user: Option<String>,
     namespace: Option<String>,
     decision: Option<String>,
+    /// One object: group, plural resource and name.
+    object: Option<(String, String, String)>,
     since: Option<jiff::Timestamp>,
     limit: usize,
 }
@@ -352,6 +355,11 @@ impl AuditFilter {
         }
         if let Some(d) = &self.decision {
             pairs.push(("decision", d.clone()));
+        }
+        if let Some((group, resource, name)) = &self.object {
+            pairs.push(("group", group.clone()));
+            pairs.push(("resource", resource.clone()));
+            pairs.push(("name", name.clone()));
         }
         if let Some(s) = &self.since {
             pairs.push(("since", s.to_string()));
@@ -628,9 +636,16 @@ async fn why(ctx: &Ctx, target: &str, max_denials: usize, output: Output) -> Res
         },
         Err(e) => (None, Some(chain(&e))),
     };
+    // The webhook filters by object, over the whole log; the same filter
+    // here keeps the answer right from a webhook too old to know it.
     let filter = AuditFilter {
         namespace: r.namespace.clone(),
         decision: Some("denied".to_owned()),
+        object: Some((
+            r.resource.group.clone(),
+            r.resource.plural.clone(),
+            r.name.clone(),
+        )),
         limit: 1000,
         ..AuditFilter::default()
     };
@@ -849,6 +864,15 @@ mod tests {
         assert_eq!(
             f.path(),
             "/audit?user=system%3Aserviceaccount%3Aa%3Ab&decision=break-glass&limit=5"
+        );
+        let one = AuditFilter {
+            object: Some(("".into(), "configmaps".into(), "web".into())),
+            limit: 5,
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            one.path(),
+            "/audit?group=&resource=configmaps&name=web&limit=5"
         );
     }
 

@@ -142,6 +142,15 @@ pub struct AuditArgs {
     /// Only `denied` or `break-glass`.
     #[arg(long, value_parser = parse_decision)]
     pub decision: Option<AuditDecision>,
+    /// Only this API group (empty: the core group).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only this plural resource (`deployments`).
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Only this object name.
+    #[arg(long)]
+    pub name: Option<String>,
     /// At most this many records.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,

@@ -58,6 +58,9 @@ fn print_audit(args: &AuditArgs) -> anyhow::Result<()> {
         user: args.user.clone(),
         namespace: args.namespace.clone(),
         decision: args.decision,
+        group: args.group.clone(),
+        resource: args.resource.clone(),
+        name: args.name.clone(),
         limit: args.limit,
     };
     let records = query_dir(&args.audit_dir, &query)

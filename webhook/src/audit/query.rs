@@ -33,7 +33,8 @@ pub const SINCE_SLACK: SignedDuration = SignedDuration::from_mins(5);
 /// A filter over the log. Every set field must match.
 ///
 /// Deserializable from a query string (`?since=2026-11-03T10:00:00Z&user=alice
-/// &namespace=team-a&decision=break-glass&limit=50`), so the HTTP handler can
+/// &namespace=team-a&decision=break-glass&group=apps&resource=deployments&name=web
+/// &limit=50`), so the HTTP handler can
 /// take it as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -46,6 +47,14 @@ pub struct AuditQuery {
     pub namespace: Option<String>,
     /// Only this decision.
     pub decision: Option<AuditDecision>,
+    /// Only this API group (`""` is the core group).
+    pub group: Option<String>,
+    /// Only this plural resource (`deployments`).
+    pub resource: Option<String>,
+    /// Only this object name: with `resource`, `group` and `namespace`, one
+    /// object's history (`kubectl gitwarden why`), answered from the whole
+    /// log rather than from the newest page.
+    pub name: Option<String>,
     /// At most this many records ([`DEFAULT_LIMIT`] by default, capped at
     /// [`MAX_LIMIT`]).
     pub limit: usize,
@@ -58,6 +67,9 @@ impl Default for AuditQuery {
             user: None,
             namespace: None,
             decision: None,
+            group: None,
+            resource: None,
+            name: None,
             limit: DEFAULT_LIMIT,
         }
     }
@@ -80,6 +92,18 @@ impl AuditQuery {
             && self
                 .decision
                 .is_none_or(|decision| record.decision == decision)
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|group| &record.group == group)
+            && self
+                .resource
+                .as_ref()
+                .is_none_or(|resource| &record.resource == resource)
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|name| record.name.as_ref() == Some(name))
     }
 
     /// Whether `record` is so far before `since` that nothing older can match.

@@ -486,6 +486,41 @@ async fn query_filters_by_decision() {
 }
 
 #[tokio::test]
+async fn query_filters_by_object_across_newer_records_of_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    let api = event("alice", "team-a", AuditDecision::Denied)
+        .with_object(Some("team-a".to_owned()), Some("api".to_owned()));
+    let web_configmap = event("bob", "team-a", AuditDecision::Denied)
+        .with_resource("", "v1", "configmaps", None)
+        .with_object(Some("team-a".to_owned()), Some("web".to_owned()));
+    log.append(api.clone()).await.expect("append");
+    // Newer records about other objects, more than the limit asked for.
+    for _ in 0..5 {
+        log.append(denied("carol")).await.expect("append");
+        log.append(web_configmap.clone()).await.expect("append");
+    }
+    let query = AuditQuery {
+        group: Some("apps".to_owned()),
+        resource: Some("deployments".to_owned()),
+        namespace: Some("team-a".to_owned()),
+        name: Some("api".to_owned()),
+        limit: 3,
+        ..AuditQuery::default()
+    };
+    let records = log.query(query).await.expect("query");
+    assert_eq!(users(&records), vec!["alice"]);
+    let core = AuditQuery {
+        group: Some(String::new()),
+        name: Some("web".to_owned()),
+        ..AuditQuery::default()
+    };
+    let records = log.query(core).await.expect("query");
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().all(|r| r.resource == "configmaps"));
+}
+
+#[tokio::test]
 async fn query_filters_by_since() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = sample_log(dir.path()).await;
