@@ -172,7 +172,7 @@ fn promtool_checks_the_rules_and_their_unit_tests_pass() {
         }
     }
     let alerts = alert_names();
-    assert_eq!(alerts.len(), 9, "{alerts:?}");
+    assert_eq!(alerts.len(), 11, "{alerts:?}");
     assert_eq!(firing, alerts, "alerts without a firing unit test");
     assert_eq!(silent, alerts, "alerts without a silent unit test");
 }
@@ -479,7 +479,24 @@ async fn rules_and_dashboard_use_only_what_the_running_binaries_export() {
         "gitSource: https://git.example.com/platform/cluster.git\n",
     )
     .unwrap();
+    // A receiver on a closed port: the notifier's families (failures, the
+    // configuration gauge) are exported as a real failing receiver has them.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let notifications = policy_dir.path().join("notifications.yaml");
+    std::fs::write(
+        &notifications,
+        format!("receivers:\n- name: chat\n  type: webhook\n  url: http://127.0.0.1:{closed_port}/hook\n"),
+    )
+    .unwrap();
     let webhook = LoopbackWebhook::launch(PolicySource::File(&policy))
+        .args([
+            "--notifications-config".into(),
+            notifications.clone().into_os_string(),
+        ])
         .start()
         .await
         .unwrap();

@@ -89,6 +89,11 @@ pub async fn run(mut job: Job) {
     let labels = super::ReceiverLabels {
         receiver: name.clone(),
     };
+    // Counters start at 0 as soon as the receiver exists, so that an alert's
+    // increase() sees the first failure and "never delivered" is a series.
+    job.metrics.delivered.get_or_create(&labels).inc_by(0);
+    job.metrics.failed.get_or_create(&labels).inc_by(0);
+    job.metrics.rate_limited.get_or_create(&labels).inc_by(0);
     let cursor = loop {
         match start_cursor(&job).await {
             Ok(c) => break c,
