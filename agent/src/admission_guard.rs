@@ -17,7 +17,8 @@
 //! server-side apply — which cannot take away what someone *added* (an extra
 //! webhook entry, a `matchConditions` entry that disables a webhook). The
 //! guard compares them with git's manifest as the API server defaults it and
-//! restores git's content when they differ ([`tamper`]), keeping the
+//! restores git's content when they differ
+//! ([`gitwarden_shared::admission_object`]), keeping the
 //! `caBundle` that gitwarden-certs injects: Warning Event
 //! `AdmissionObjectRestored`, `gitwarden_agent_admission_objects_restored_total{kind}`.
 //!
@@ -33,10 +34,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use gitwarden_agent::admission_chain::{
     ADMISSION_GROUP, AdmissionKind, Arming, GitObjects, PolicyInForce, Verdict, arming, judge, key,
-    tamper,
 };
 use gitwarden_agent::audit::{AgentReportReason, AuditRecord, AuditSink, Submitted};
 use gitwarden_apply::{Discovery, InventoryStore};
+use gitwarden_shared::admission_object;
 use gitwarden_shared::names::FIELD_MANAGER;
 use gitwarden_shared::policy::AdmissionChainPolicy;
 use k8s_openapi::api::authorization::v1::{
@@ -462,10 +463,10 @@ impl Guard {
         let Some(defaulted) = self.defaulted(&api, &object, &body).await else {
             return;
         };
-        if !tamper::tampered(&defaulted, &current) {
+        if !admission_object::tampered(&defaulted, &current) {
             return;
         }
-        let restored = tamper::restored(&body, &current);
+        let restored = admission_object::restored(&body, &current);
         let Ok(restored) = serde_json::from_value::<DynamicObject>(restored) else {
             return;
         };

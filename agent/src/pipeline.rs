@@ -240,8 +240,16 @@ impl Pipeline {
         let span = tracing::info_span!("sync", commit = %revision.commit, reference = %revision.branch_or_tag);
         async move {
             let set = self.manifests(&revision).await?;
-            let git = GitObjects::new(revision.commit.clone(), set.object_refs())
-                .with_admission_bodies(admission_bodies(&set));
+            // The webhook registers these itself; they are git's all the same.
+            let registered =
+                gitwarden_agent::admission_chain::registered_configurations(set.manifests());
+            let git = GitObjects::new(
+                revision.commit.clone(),
+                set.object_refs()
+                    .into_iter()
+                    .chain(registered.iter().map(|(object, _)| object.clone())),
+            )
+            .with_admission_bodies(admission_bodies(&set).into_iter().chain(registered));
             self.git.send_replace(Some(Arc::new(git.clone())));
             // The files' bytes are not needed once loaded; with thousands of
             // objects they are megabytes the rest of the sync would hold.

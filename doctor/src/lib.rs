@@ -15,6 +15,7 @@ pub mod agent_status;
 pub mod lease;
 pub mod policy;
 pub mod rbac;
+pub mod registration;
 pub mod report;
 pub mod selector;
 pub mod serving_cert;
@@ -79,6 +80,9 @@ pub async fn diagnose(client: &Client, options: &Options) -> Report {
     let (configs, webhook_findings) =
         webhook_config::check(client, &p.webhook_configuration, &p.system_namespace).await;
     findings.extend(webhook_findings);
+    if configs.validating.is_none() {
+        findings.push(registration::why_unregistered(client, &p.system_namespace).await);
+    }
     let (endpoints, problems) = serving_cert::endpoints(&configs.entries());
     findings.extend(problems);
     let settings = serving_cert::CertSettings {

@@ -4,6 +4,7 @@
 //! fuzzers agree on one meaning of every name, identity, policy rule and audit
 //! record.
 
+pub mod admission_object;
 pub mod audit;
 pub mod decision;
 pub mod identity;

@@ -136,6 +136,20 @@ pub const MASTERS_GROUP: &str = "system:masters";
 /// CA bundle into it and `gitwarden-doctor` checks it.
 pub const WEBHOOK_CONFIGURATION: &str = "gitwarden";
 
+/// The ConfigMap (in [`SYSTEM_NAMESPACE`]) holding the template of
+/// gitwarden's webhook configurations. The webhook registers them from it
+/// once it is ready (so a broken install never locks the cluster), and the
+/// agent keeps the live ones equal to it, like any admission object of git.
+pub const WEBHOOK_REGISTRATION_CONFIGMAP: &str = "gitwarden-webhook-configurations";
+
+/// The key in [`WEBHOOK_REGISTRATION_CONFIGMAP`] whose value is the template
+/// (the file `deploy/base/webhook-configuration.yaml`, as kustomize's
+/// configMapGenerator names it).
+pub const WEBHOOK_REGISTRATION_KEY: &str = "webhook-configuration.yaml";
+
+/// The field manager of the webhook's own registration writes.
+pub const WEBHOOK_FIELD_MANAGER: &str = "gitwarden-webhook";
+
 /// The Secret the webhook pods mount: serving certificate, key and CA
 /// bundle (`deploy/base/webhook.yaml`).
 pub const WEBHOOK_TLS_SECRET: &str = "gitwarden-webhook-tls";

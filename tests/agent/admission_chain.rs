@@ -915,3 +915,91 @@ async fn a_removed_admission_object_is_recorded_in_the_audit_log_as_removed() {
         .cloned();
     assert_eq!(removal.unwrap().audit, AuditFate::Queued);
 }
+
+/// The template ConfigMap the webhook registers its configurations from
+/// (`deploy/base` generates it from webhook-configuration.yaml), holding
+/// `configuration`.
+fn registration_template(configuration: &str) -> String {
+    let indented: String = configuration
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gitwarden-webhook-configurations\n  namespace: gitwarden-system\ndata:\n  webhook-configuration.yaml: |\n{indented}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_restored() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-registered").await;
+    let ns = s.ns().to_owned();
+    let name = format!("registered-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
+    let template = harmless_validating(&name, &ns);
+    let commit = s.commit(
+        &[
+            ("gitwarden/policy.yaml", &policy(&[])),
+            (
+                "gitwarden/registration.yaml",
+                &registration_template(&template),
+            ),
+        ],
+        "gitwarden's webhook registers its configuration from this template",
+    );
+    // What the webhook does once it is ready (its own test covers it).
+    gitwarden_tests::kubectl::run_kubectl_stdin(
+        &s.cluster.kubeconfig(Identity::Admin),
+        &["create", "--field-manager", "gitwarden-webhook", "-f", "-"],
+        &template,
+    )
+    .expect_success();
+    let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
+        .await
+        .unwrap();
+    let token = hook_token();
+    let agent = start_guarded(&s, &token, &[]);
+    armed(&agent, &commit).await;
+
+    // Not in git as an object, but in git's template: kept.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        uid_of::<ValidatingWebhookConfiguration>(&s, &name).await,
+        Some(uid.clone()),
+        "kept: {}",
+        agent.log()
+    );
+    let status = agent.status().await.unwrap();
+    assert_eq!(status.admission_objects_removed, 0, "{}", json(&status));
+
+    // alice adds a webhook of her own: put back as the template says.
+    json_patch(
+        &s,
+        Identity::Alice,
+        "kubectl-patch",
+        &name,
+        r#"[{"op":"add","path":"/webhooks/-","value":{"name":"evil.example.com","clientConfig":{"url":"https://127.0.0.1:9/evil"},"failurePolicy":"Ignore","sideEffects":"None","admissionReviewVersions":["v1"],"objectSelector":{"matchLabels":{"gitwarden.test/never":"true"}}}}]"#,
+    );
+    let admin = s.cluster.client(Identity::Admin).await.unwrap();
+    let api = Api::<ValidatingWebhookConfiguration>::all(admin);
+    let restored = wait_for(Duration::from_secs(15), || async {
+        let live = api.get(&name).await.ok()?;
+        (live.webhooks.as_ref()?.len() == 1).then_some(live)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not restored:\n{}", agent.log()));
+    assert_eq!(restored.metadata.uid, Some(uid), "restored in place");
+    let status = agent.status().await.unwrap();
+    assert!(status.admission_objects_restored >= 1, "{}", json(&status));
+    let _ = gitwarden_tests::kubectl::run_kubectl(
+        &s.cluster.kubeconfig(Identity::Admin),
+        &[
+            "-n",
+            "gitwarden-system",
+            "delete",
+            "configmap",
+            "gitwarden-webhook-configurations",
+            "--ignore-not-found",
+        ],
+    );
+}

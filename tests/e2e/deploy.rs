@@ -30,12 +30,18 @@ async fn the_deploy_base_is_accepted_by_a_server_side_dry_run() {
         &["apply", "--dry-run=server", "-k", base.to_str().unwrap()],
     );
     let stdout = out.expect_success();
+    // The configurations are the webhook's to register once it is ready:
+    // installing the base must not start enforcing.
+    assert!(
+        !stdout.contains("webhookconfiguration"),
+        "the base installs no webhook configuration:\n{stdout}"
+    );
     for object in [
         "statefulset.apps/gitwarden-webhook",
         "deployment.apps/gitwarden-agent",
         "clusterrole.rbac.authorization.k8s.io/gitwarden-agent-writer",
-        "validatingwebhookconfiguration.admissionregistration.k8s.io/gitwarden",
-        "mutatingwebhookconfiguration.admissionregistration.k8s.io/gitwarden",
+        "configmap/gitwarden-webhook-configurations",
+        "clusterrole.rbac.authorization.k8s.io/gitwarden-webhook-registration",
         "poddisruptionbudget.policy/gitwarden-webhook",
         "networkpolicy.networking.k8s.io/gitwarden",
         "cronjob.batch/gitwarden-certs",
@@ -61,7 +67,7 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cert_manager_overlay_replaces_gitwarden_certs_with_a_ca_chain_and_injection() {
+async fn the_cert_manager_overlay_replaces_gitwarden_certs_with_a_ca_chain_and_its_own_template() {
     let cluster = TestCluster::shared();
     let docs = rendered_overlay(cluster);
     for kind in [
@@ -77,16 +83,21 @@ async fn the_cert_manager_overlay_replaces_gitwarden_certs_with_a_ca_chain_and_i
             "{kind} gitwarden-certs must be removed"
         );
     }
-    for kind in [
-        "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration",
-    ] {
-        let config = find(&docs, kind, "gitwarden").unwrap();
-        assert_eq!(
-            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
-            "gitwarden-system/gitwarden-webhook-tls"
-        );
-    }
+    // The webhook registers the overlay's template, which keeps cert-manager's
+    // controller (not gitwarden-certs) off the webhook's path.
+    let template = find(&docs, "ConfigMap", "gitwarden-webhook-configurations").unwrap();
+    let text = template["data"]["webhook-configuration.yaml"]
+        .as_str()
+        .unwrap();
+    let configurations = gitwarden_shared::admission_object::registration_template(text).unwrap();
+    assert_eq!(configurations.len(), 2);
+    assert!(!text.contains("gitwarden-system:gitwarden-certs"), "{text}");
+    assert_eq!(
+        text.matches("system:serviceaccount:cert-manager:cert-manager")
+            .count(),
+        3
+    );
+    assert!(find(&docs, "ValidatingWebhookConfiguration", "gitwarden").is_none());
     let selfsigned = find(&docs, "Issuer", "gitwarden-selfsigned").unwrap();
     assert!(selfsigned["spec"]["selfSigned"].is_object());
     let ca = find(&docs, "Certificate", "gitwarden-webhook-ca").unwrap();
@@ -183,8 +194,8 @@ async fn the_cert_manager_overlay_is_accepted_by_a_server_side_dry_run_with_real
         "issuer.cert-manager.io/gitwarden-ca",
         "certificate.cert-manager.io/gitwarden-webhook-ca",
         "certificate.cert-manager.io/gitwarden-webhook-tls",
-        "validatingwebhookconfiguration.admissionregistration.k8s.io/gitwarden",
-        "mutatingwebhookconfiguration.admissionregistration.k8s.io/gitwarden",
+        "configmap/gitwarden-webhook-configurations",
+        "clusterrole.rbac.authorization.k8s.io/gitwarden-webhook-registration",
         "statefulset.apps/gitwarden-webhook",
     ] {
         assert!(stdout.contains(object), "{object} missing from:\n{stdout}");

@@ -1,7 +1,8 @@
 //! deploy/base/webhook-configuration.yaml is the one source of gitwarden's
 //! webhook rules and conditions; the URL-based copy (deploy/local, for the
-//! demo and the tests) and the manifest-based copies (deploy/admission) are
-//! rendered from it here. A copy that differs fails the test;
+//! demo and the tests), the manifest-based copies (deploy/admission) and the
+//! cert-manager overlay's template (cert-manager's controller instead of
+//! gitwarden-certs kept off the webhook's path) are rendered from it here. A copy that differs fails the test;
 //! `GITWARDEN_BLESS=1` rewrites the copies.
 
 use std::path::Path;
@@ -12,6 +13,32 @@ const BASE: &str = "deploy/base/webhook-configuration.yaml";
 const LOCAL: &str = "deploy/local/webhook-configuration.yaml";
 const STATIC_VALIDATING: &str = "deploy/admission/validating/gitwarden.yaml";
 const STATIC_MUTATING: &str = "deploy/admission/mutating/gitwarden.yaml";
+const CERT_MANAGER: &str = "deploy/overlays/cert-manager/webhook-configuration.yaml";
+
+const CERT_MANAGER_HEADER: &str = "\
+# GENERATED from deploy/base/webhook-configuration.yaml (read the comments
+# there); GITWARDEN_BLESS=1 cargo test -p gitwarden-tests --test e2e deploy_copies
+# rewrites it. The template the webhook registers in the cert-manager overlay:
+# cert-manager's controller, not gitwarden-certs, renews the serving
+# certificate while the webhook cannot serve (gitwarden-system fails closed
+# for people), so it is the identity kept off the webhook's path.
+";
+
+/// The base's body with cert-manager's controller where gitwarden-certs is
+/// kept off the webhook's path.
+fn for_cert_manager(body: &str) -> String {
+    const CERTS: &str = "'system:serviceaccount:gitwarden-system:gitwarden-certs'";
+    const CERT_MANAGER_USER: &str = "'system:serviceaccount:cert-manager:cert-manager'";
+    assert_eq!(
+        body.matches(CERTS).count(),
+        3,
+        "gitwarden-certs is kept off each validating webhook's path"
+    );
+    format!(
+        "{CERT_MANAGER_HEADER}{}",
+        body.replace(CERTS, CERT_MANAGER_USER)
+    )
+}
 
 const LOCAL_HEADER: &str = "\
 # GENERATED from deploy/base/webhook-configuration.yaml (read the comments
@@ -115,6 +142,7 @@ fn the_local_and_static_webhook_configurations_are_rendered_from_the_base() {
             STATIC_MUTATING,
             static_document(&rendered, "MutatingWebhookConfiguration"),
         ),
+        (CERT_MANAGER, for_cert_manager(body(&base))),
     ]
     .iter()
     .filter_map(|(path, expected)| check(&root, path, expected))

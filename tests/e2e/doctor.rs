@@ -725,3 +725,70 @@ async fn a_lease_that_expired_long_ago_is_critical() {
     assert_eq!(finding.severity, Severity::Critical, "{finding:#?}");
     assert!(finding.message.contains("expired"), "{finding:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_webhook_is_explained_by_the_step_that_is_stuck() {
+    // A cluster of its own: the steps are gitwarden-system's Secret and
+    // ConfigMaps, which other tests write.
+    let cluster = TestCluster::start_private().unwrap();
+    let admin = cluster.kubeconfig(Identity::Admin);
+    let root = gitwarden_tests::cluster::repo_root();
+    let registration = |run: &gitwarden_tests::doctor::DoctorRun| {
+        let found = run.checks("webhook/registration");
+        assert_eq!(found.len(), 1, "{:#?}", run.report);
+        assert_eq!(found[0].severity, Severity::Critical);
+        found[0].message.clone()
+    };
+
+    apply(
+        &admin,
+        &std::fs::read_to_string(root.join("deploy/base/namespace.yaml")).unwrap(),
+    )
+    .unwrap();
+    let message = registration(&doctor(&admin, &[]).unwrap());
+    assert!(
+        message.contains("the template the webhook registers"),
+        "{message}"
+    );
+
+    // The template as deploy/base generates it, and an empty certificate
+    // Secret: the bootstrap has not run.
+    let rendered = cluster.kubectl(
+        Identity::Admin,
+        &["kustomize", root.join("deploy/base").to_str().unwrap()],
+    );
+    let template = rendered
+        .expect_success()
+        .split("\n---\n")
+        .find(|doc| doc.contains("name: gitwarden-webhook-configurations"))
+        .unwrap()
+        .to_owned();
+    apply(&admin, &template).unwrap();
+    apply(
+        &admin,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gitwarden-webhook-tls\n  namespace: gitwarden-system\n",
+    )
+    .unwrap();
+    let message = registration(&doctor(&admin, &[]).unwrap());
+    assert!(
+        message.contains("holds no serving certificate")
+            && message.contains("gitwarden-certs-bootstrap"),
+        "{message}"
+    );
+
+    // Certificates there, but no webhook pod: said so.
+    let ca = gitwarden_certs::CertificateAuthority::generate(
+        "doctor-test-ca",
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+    apply(
+        &admin,
+        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: gitwarden-webhook-tls\n  namespace: gitwarden-system\ndata:\n  tls.crt: {encoded}\n"),
+    )
+    .unwrap();
+    let message = registration(&doctor(&admin, &[]).unwrap());
+    assert!(message.contains("no webhook pod exists"), "{message}");
+}

@@ -45,6 +45,7 @@ pub struct Launch<'a> {
     extra: Vec<OsString>,
     binary: Option<PathBuf>,
     log_level: &'a str,
+    no_policy_wait: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -62,6 +63,13 @@ impl<'a> Launch<'a> {
     /// run the release build).
     pub fn binary(mut self, path: &Path) -> Self {
         self.binary = Some(path.to_path_buf());
+        self
+    }
+
+    /// Returns as soon as the process serves, without waiting for its
+    /// policy (for tests of what an unready webhook does).
+    pub fn without_waiting_for_policy(mut self) -> Self {
+        self.no_policy_wait = true;
         self
     }
 
@@ -130,7 +138,7 @@ impl<'a> Launch<'a> {
             },
             args,
             log_level: self.log_level.to_string(),
-            waits_for_policy,
+            waits_for_policy: waits_for_policy && !self.no_policy_wait,
             child: Mutex::new(None),
             url: format!("https://127.0.0.1:{port}"),
             port,
@@ -169,6 +177,7 @@ impl LoopbackWebhook {
             extra: Vec::new(),
             binary: None,
             log_level: "info",
+            no_policy_wait: false,
         }
     }
 
@@ -221,14 +230,16 @@ impl LoopbackWebhook {
             .build()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(resp) = probe.get(format!("{}/readyz", self.url)).send().await
-                && resp.status().is_success()
-            {
-                let body: Value = resp.json().await.unwrap_or_default();
-                if !self.waits_for_policy || body["policy"]["generation"].as_u64().unwrap_or(0) > 0
-                {
-                    return Ok(());
+            match probe.get(format!("{}/readyz", self.url)).send().await {
+                // Serving is enough when the policy may come later.
+                Ok(_) if !self.waits_for_policy => return Ok(()),
+                Ok(resp) if resp.status().is_success() => {
+                    let body: Value = resp.json().await.unwrap_or_default();
+                    if body["policy"]["generation"].as_u64().unwrap_or(0) > 0 {
+                        return Ok(());
+                    }
                 }
+                _ => {}
             }
             if let Some(status) = self
                 .child

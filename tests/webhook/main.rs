@@ -12,5 +12,6 @@ mod hostile;
 mod kubectl_plugin;
 mod notifications;
 mod policy;
+mod registration;
 mod resilience;
 mod side_doors;

@@ -122,6 +122,20 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight requests may take before the process exits.
     #[arg(long, env = "GITWARDEN_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Register the webhook configurations of this template file (the
+    /// mounted ConfigMap gitwarden-webhook-configurations) while this
+    /// replica is ready, and keep them equal to it. Unset: configurations
+    /// come from elsewhere (git through the agent, static manifests).
+    #[arg(long, env = "GITWARDEN_REGISTER_CONFIGURATIONS")]
+    pub register_configurations: Option<PathBuf>,
+    /// The PEM CA bundle the registered configurations carry (default:
+    /// `ca.crt` beside --tls-cert).
+    #[arg(long, env = "GITWARDEN_REGISTER_CA_BUNDLE")]
+    pub register_ca_bundle: Option<PathBuf>,
+    /// Time between two comparisons of the registered configurations with
+    /// the template.
+    #[arg(long, env = "GITWARDEN_REGISTER_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub register_interval: Duration,
 }
 
 /// `audit` filters.

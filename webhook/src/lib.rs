@@ -9,7 +9,9 @@
 //! [`server`] wires HTTP, [`listener`] accepts connections within limits,
 //! [`metrics`] counts, [`cli`] reads settings, [`sources`] finds the file
 //! and line in git a refused object comes from, [`notify`] tells people
-//! (webhooks, Slack, Teams, Alertmanager) by following the audit log.
+//! (webhooks, Slack, Teams, Alertmanager) by following the audit log,
+//! [`readiness`] says whether this replica can decide, and [`registration`]
+//! registers the webhook configurations once it can.
 
 pub mod access;
 pub mod audit;
@@ -19,6 +21,8 @@ pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod policy_store;
+pub mod readiness;
+pub mod registration;
 pub mod report;
 pub mod review;
 pub mod server;

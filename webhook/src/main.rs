@@ -143,6 +143,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let audit_metrics = Arc::new(AuditMetrics::new());
     audit_metrics.register(&mut registry);
     let notify_metrics = gitwarden_webhook::notify::NotifyMetrics::new(&mut registry);
+    let registration_metrics =
+        gitwarden_webhook::registration::RegistrationMetrics::new(&mut registry);
     let audit_write_errors = audit_metrics.write_errors.clone();
 
     let audit_dir = args.audit_dir.clone();
@@ -156,9 +158,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the audit log in {}", args.audit_dir.display()))?;
 
     let source = policy_source(&args)?;
-    let client = match source {
-        PolicySource::ConfigMap { .. } => Some(kube_client(&args).await?),
-        _ => None,
+    let needs_cluster =
+        matches!(source, PolicySource::ConfigMap { .. }) || args.register_configurations.is_some();
+    let client = match needs_cluster {
+        true => Some(kube_client(&args).await?),
+        false => None,
     };
     let policy = PolicyStore::new(&source, metrics.clone());
     policy.follow(source, client.clone()).await?;
@@ -168,7 +172,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key: args.tls_key.clone(),
         poll: args.reload_interval,
     };
-    let tls_config = tls::load(&files).await?;
+    // In a fresh install the certificate Secret is filled by the bootstrap
+    // Job after the pods start: wait for it instead of crash-looping.
+    let tls_config = tls::load_when_present(&files).await?;
     let tls_status = tls::spawn_reloader(files, tls_config.clone(), metrics.clone());
 
     // Notifications follow the audit log from their own cursors: nothing on
@@ -198,6 +204,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let readiness = gitwarden_webhook::readiness::Readiness {
+        policy: policy.clone(),
+        tls: tls_status,
+        audit: audit.clone(),
+    };
+    if let (Some(template), Some(client)) = (&args.register_configurations, &client) {
+        let ca_bundle = args.register_ca_bundle.clone().unwrap_or_else(|| {
+            args.tls_cert
+                .parent()
+                .map_or_else(|| "ca.crt".into(), |dir| dir.join("ca.crt"))
+        });
+        let registrar = gitwarden_webhook::registration::Registrar::new(
+            client.clone(),
+            gitwarden_webhook::registration::RegistrationOptions {
+                template: template.clone(),
+                ca_bundle,
+                interval: args.register_interval,
+            },
+            readiness.clone(),
+            registration_metrics,
+        );
+        tokio::spawn(registrar.run());
+    }
     let state = AppState {
         review: ReviewState {
             policy,
@@ -208,7 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .map(|client| SourceIndex::new(client, &args.inventory_namespace)),
         },
         registry: Arc::new(registry),
-        tls: tls_status,
+        readiness,
         access: gitwarden_webhook::access::Access::new(client.clone(), audit_token),
     };
     let app = router(

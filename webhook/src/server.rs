@@ -10,13 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditQuery;
 use crate::review::{self, ReviewState};
-use crate::tls::TlsStatus;
 
 /// Everything the routes need.
 #[derive(Clone)]
@@ -25,8 +23,8 @@ pub struct AppState {
     pub review: ReviewState,
     /// The Prometheus registry rendered at /metrics.
     pub registry: Arc<Registry>,
-    /// The latest TLS status, for /readyz.
-    pub tls: watch::Receiver<TlsStatus>,
+    /// What /readyz reports.
+    pub readiness: crate::readiness::Readiness,
     /// Who may read `GET /audit` (TokenReview + SubjectAccessReview, or the
     /// static token) and who reports to `POST /audit/events` (TokenReview).
     pub access: crate::access::Access,
@@ -77,16 +75,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let policy = state.review.policy.status();
-    let tls = state.tls.borrow().clone();
-    let audit_ok = state.review.audit.is_healthy();
-    let ready = audit_ok && !tls.expired && policy.generation > 0;
-    let body = serde_json::json!({
-        "ready": ready,
-        "policy": policy,
-        "tls": tls,
-        "audit": { "healthy": audit_ok, "dir": state.review.audit.dir() },
-    });
+    let (ready, body) = state.readiness.check();
     let code = if ready {
         StatusCode::OK
     } else {

@@ -38,6 +38,37 @@ pub struct TlsStatus {
     pub last_error: Option<String>,
 }
 
+/// Loads the files, waiting while they do not exist yet (a Secret volume
+/// that the certificate bootstrap has not filled); fails with the file names
+/// when they exist but cannot be used.
+pub async fn load_when_present(files: &CertFiles) -> anyhow::Result<RustlsConfig> {
+    let mut waited = false;
+    loop {
+        let present = tokio::fs::metadata(&files.cert)
+            .await
+            .is_ok_and(|m| m.len() > 0)
+            && tokio::fs::metadata(&files.key)
+                .await
+                .is_ok_and(|m| m.len() > 0);
+        if present {
+            if waited {
+                tracing::info!(cert = %files.cert.display(), "serving certificate present");
+            }
+            return load(files).await;
+        }
+        if !waited {
+            tracing::warn!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                "waiting for the serving certificate (not ready, nothing registered): \
+                 is the gitwarden-certs-bootstrap Job done, or cert-manager's Certificate issued?"
+            );
+            waited = true;
+        }
+        tokio::time::sleep(files.poll.max(std::time::Duration::from_millis(200))).await;
+    }
+}
+
 /// Loads the files once; fails with the file names when they cannot be used.
 pub async fn load(files: &CertFiles) -> anyhow::Result<RustlsConfig> {
     RustlsConfig::from_pem_file(&files.cert, &files.key)

@@ -10,19 +10,23 @@
 //! the policy's `admissionChain.allow`.
 //!
 //! This module holds the pure parts: which kinds there are ([`AdmissionKind`]),
-//! what git contains ([`GitObjects`]), the verdict on one object
+//! what git contains ([`GitObjects`], with the webhook configurations the
+//! webhook registers from git's template: [`registered_configurations`]), the verdict on one object
 //! ([`judge`]), how the policy ConfigMap is followed ([`PolicyTracker`]),
-//! when removing may start ([`arming`]), and when an admission object from
-//! git was changed beyond what server-side apply heals ([`tamper`]).
+//! and when removing may start ([`arming`]). When an admission object from
+//! git was changed beyond what server-side apply heals is
+//! [`gitwarden_shared::admission_object`], which the webhook's own
+//! registration uses too.
 //! The watching and deleting is the binary's `admission_guard`.
 
 mod arming;
 mod kind;
 mod policy;
-pub mod tamper;
+mod registered;
 mod verdict;
 
 pub use arming::{Arming, arming};
 pub use kind::{ADMISSION_GROUP, AdmissionKind};
 pub use policy::{PolicyInForce, PolicySource, PolicyTracker, PolicyUpdate};
+pub use registered::registered_configurations;
 pub use verdict::{GitObjects, Verdict, judge, key};

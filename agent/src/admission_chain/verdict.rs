@@ -19,7 +19,7 @@ pub struct GitObjects {
     revision: String,
     objects: HashSet<ObjectRef>,
     /// The apply bodies of the revision's admission objects, to restore
-    /// what server-side apply cannot (see [`super::tamper`]).
+    /// what server-side apply cannot (see [`gitwarden_shared::admission_object`]).
     admission_bodies: HashMap<ObjectRef, Arc<serde_json::Value>>,
     applied: bool,
 }
