@@ -2,14 +2,20 @@
 //! webhook configurations.
 //!
 //! State lives in the cluster, nowhere else:
-//! - the CA Secret (`gitwarden-webhook-ca`, type `kubernetes.io/tls`):
-//!   `tls.crt`/`tls.key` are the current CA, `ca.crt` the published bundle
-//!   (current CA first, then older CAs still valid);
-//! - the TLS Secret (`gitwarden-webhook-tls`, type `kubernetes.io/tls`) that
-//!   the webhook pods mount: `tls.crt`/`tls.key` the serving certificate,
-//!   `ca.crt` the same bundle;
+//! - the CA Secret (`gitwarden-webhook-ca`): `tls.crt`/`tls.key` are the
+//!   current CA, `ca.crt` the published bundle (current CA first, then older
+//!   CAs still valid);
+//! - the TLS Secret (`gitwarden-webhook-tls`) that the webhook pods mount:
+//!   `tls.crt`/`tls.key` the serving certificate, `ca.crt` the same bundle;
 //! - `clientConfig.caBundle` of every entry of the named Validating- and
 //!   MutatingWebhookConfigurations: base64 of the bundle.
+//!
+//! `install` creates missing Secrets (type `kubernetes.io/tls`); `rotate`
+//! never does, and fills the empty ones `deploy/base` ships (type `Opaque`)
+//! as `install` would: see [`crate::secrets`]. Webhook configurations that
+//! do not exist are reported; with [`Options::configurations_optional`] as a
+//! note only, since the webhook registers them itself once it is ready, with
+//! the bundle of the Secret it mounts.
 //!
 //! Writes happen in an order that is safe to interrupt anywhere: the CA
 //! Secret first (a new CA key is never lost), then the bundles in the webhook
@@ -38,7 +44,8 @@ use serde_json::json;
 
 use crate::bundle;
 use crate::inspect::{CertInfo, format_time};
-use crate::rotation::{Lifetimes, Plan, Step, Stored, Wanted, plan};
+use crate::rotation::{Lifetimes, Plan, Step, Stored, UnusableCa, Wanted, plan};
+use crate::secrets::{self, CA_CRT, Contents, TLS_CRT, TLS_KEY};
 use crate::webhooks::WebhookConfiguration;
 use crate::{CertError, CertificateAuthority, ServingCert};
 
@@ -54,10 +61,6 @@ pub const CA_SECRET: &str = gitwarden_shared::names::WEBHOOK_CA_SECRET;
 
 /// Common name of the CAs this program creates.
 pub const CA_COMMON_NAME: &str = "gitwarden-webhook-ca";
-
-const TLS_CRT: &str = "tls.crt";
-const TLS_KEY: &str = "tls.key";
-const CA_CRT: &str = "ca.crt";
 
 /// Where the certificates live and which webhook configurations trust them.
 #[derive(Debug, Clone)]
@@ -83,6 +86,10 @@ pub struct Options {
     pub create_missing: bool,
     /// Decide and report, write nothing.
     pub dry_run: bool,
+    /// A named webhook configuration that does not exist is a note, not an
+    /// incomplete run: the webhook registers its configurations itself once
+    /// it is ready, so before that (the bootstrap Job) they are absent by design.
+    pub configurations_optional: bool,
 }
 
 /// Why a run failed.
@@ -97,15 +104,28 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
-    /// `rotate` found nothing installed.
+    /// `rotate` found a Secret absent: it never creates one.
     #[error(
-        "Secret {namespace}/{name} does not exist: run `gitwarden-certs install` first (rotate never creates Secrets)"
+        "Secret {namespace}/{name} does not exist: apply deploy/base (it ships both Secrets empty) or run `gitwarden-certs install` (rotate never creates Secrets)"
     )]
     NotInstalled {
         /// The namespace looked in.
         namespace: String,
         /// The missing Secret.
         name: String,
+    },
+    /// The CA Secret holds a CA that cannot sign; it is never replaced.
+    #[error(
+        "refusing to replace the CA in Secret {namespace}/{name} (remove its data to have a new CA issued)"
+    )]
+    UnusableCa {
+        /// The namespace of the Secret.
+        namespace: String,
+        /// The CA Secret.
+        name: String,
+        /// What is wrong with the stored CA.
+        #[source]
+        source: UnusableCa,
     },
     /// Generating or loading a certificate failed.
     #[error(transparent)]
@@ -131,6 +151,12 @@ pub struct Report {
     pub writes: Vec<String>,
     /// Named webhook configurations that do not exist (`kind/name`).
     pub missing_configurations: Vec<String>,
+    /// Whether those are expected ([`Options::configurations_optional`]).
+    pub configurations_optional: bool,
+    /// Secrets (`namespace/name`) that existed without certificates: the
+    /// empty ones `deploy/base` ships, which this run issues into (or
+    /// would, in a dry run).
+    pub empty_secrets: Vec<String>,
     /// The CA's subject and expiry after the run.
     pub ca_expiry: SystemTime,
     /// The serving certificate's expiry after the run.
@@ -147,9 +173,20 @@ impl Report {
         !self.writes.is_empty()
     }
 
+    /// Whether a named webhook configuration that must exist did not, so
+    /// its entries did not get the bundle (exit code 1).
+    pub fn incomplete(&self) -> bool {
+        !self.missing_configurations.is_empty() && !self.configurations_optional
+    }
+
     /// Human-readable lines for the CLI.
     pub fn lines(&self) -> Vec<String> {
-        let mut out = vec![
+        let mut out: Vec<String> = self
+            .empty_secrets
+            .iter()
+            .map(|name| format!("Secret {name}: empty, not issued yet"))
+            .collect();
+        out.extend([
             format!(
                 "CA: {}; expires {}",
                 self.ca.describe(),
@@ -160,7 +197,7 @@ impl Report {
                 self.serving.describe(),
                 format_time(self.serving_expiry)
             ),
-        ];
+        ]);
         for (subject, not_after) in &self.bundle {
             out.push(format!(
                 "bundle: {subject}, expires {}",
@@ -168,9 +205,13 @@ impl Report {
             ));
         }
         for missing in &self.missing_configurations {
-            out.push(format!(
-                "warning: {missing} not found, no caBundle injected"
-            ));
+            out.push(if self.configurations_optional {
+                format!(
+                    "note: {missing} not registered yet, no caBundle injected (the webhook registers it with the bundle of its Secret)"
+                )
+            } else {
+                format!("warning: {missing} not found, no caBundle injected")
+            });
         }
         let verb = if self.dry_run { "would write" } else { "wrote" };
         for write in &self.writes {
@@ -214,27 +255,37 @@ pub async fn reconcile(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &target.namespace);
     let ca_secret = get_secret(&secrets, &target.namespace, &target.ca_secret).await?;
     let tls_secret = get_secret(&secrets, &target.namespace, &target.tls_secret).await?;
-    if !options.create_missing {
-        for (secret, name) in [
-            (&ca_secret, &target.ca_secret),
-            (&tls_secret, &target.tls_secret),
-        ] {
-            if secret.is_none() {
+    let mut empty_secrets = Vec::new();
+    for (secret, name) in [
+        (&ca_secret, &target.ca_secret),
+        (&tls_secret, &target.tls_secret),
+    ] {
+        if secrets::contents(secret.as_ref()) == Contents::Empty {
+            empty_secrets.push(format!("{}/{name}", target.namespace));
+        }
+        match secret {
+            None if !options.create_missing => {
                 return Err(ClusterError::NotInstalled {
                     namespace: target.namespace.clone(),
                     name: name.clone(),
                 });
             }
+            None => {}
+            Some(secret) => secrets::check_type(secret).map_err(|why| {
+                ClusterError::Invalid(format!(
+                    "Secret {}/{name} {why}: delete it and apply deploy/base again",
+                    target.namespace
+                ))
+            })?,
         }
     }
-    let stored = Stored {
-        ca_cert: key_text(ca_secret.as_ref(), TLS_CRT),
-        ca_key: key_text(ca_secret.as_ref(), TLS_KEY),
-        bundle: key_text(ca_secret.as_ref(), CA_CRT),
-        serving_cert: key_text(tls_secret.as_ref(), TLS_CRT),
-        serving_key: key_text(tls_secret.as_ref(), TLS_KEY),
-    };
-    let decided = plan(&stored, wanted, lifetimes, now);
+    let stored = secrets::stored(ca_secret.as_ref(), tls_secret.as_ref());
+    let decided =
+        plan(&stored, wanted, lifetimes, now).map_err(|source| ClusterError::UnusableCa {
+            namespace: target.namespace.clone(),
+            name: target.ca_secret.clone(),
+            source,
+        })?;
     tracing::info!(ca = ?decided.ca, serving = ?decided.serving, "planned");
     let material = materialize(&stored, &decided, wanted, lifetimes, now)?;
 
@@ -243,6 +294,8 @@ pub async fn reconcile(
         serving: decided.serving.clone(),
         writes: Vec::new(),
         missing_configurations: Vec::new(),
+        configurations_optional: options.configurations_optional,
+        empty_secrets,
         ca_expiry: material.ca_info.validity.not_after,
         serving_expiry: material.serving_expiry,
         bundle: material
@@ -402,13 +455,6 @@ async fn get_secret(
         .map_err(kube_err(format!("reading Secret {namespace}/{name}")))
 }
 
-fn key_text(secret: Option<&Secret>, key: &str) -> Option<String> {
-    let bytes = secret?.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone())
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-}
-
 async fn write_secret(
     secrets: &Api<Secret>,
     name: &str,
@@ -460,12 +506,6 @@ async fn write_secret(
             let same = wanted.iter().all(|(k, v)| current.get(k) == Some(v));
             if same {
                 return Ok(());
-            }
-            if secret.type_.as_deref() != Some("kubernetes.io/tls") {
-                return Err(ClusterError::Invalid(format!(
-                    "Secret {namespace}/{name} has type {:?}, not kubernetes.io/tls: delete it and run `gitwarden-certs install`",
-                    secret.type_
-                )));
             }
             let changed: Vec<&str> = wanted
                 .iter()

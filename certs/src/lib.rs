@@ -5,10 +5,11 @@
 //! and the serving certificates it signs, with rcgen on the same aws-lc-rs
 //! crypto provider the rest of gitwarden uses, so no OpenSSL is ever needed.
 //!
-//! The pure parts (reading certificates, the CA bundle, deciding what needs
-//! renewal) are in [`inspect`], [`bundle`], [`verify`] and [`rotation`]; the
-//! only module that talks to the API server is [`cluster`], which keeps the
-//! webhook's Secrets and the webhook configurations' `caBundle` current.
+//! The pure parts (reading certificates, the CA bundle, what a Secret holds,
+//! deciding what needs renewal) are in [`inspect`], [`bundle`], [`verify`],
+//! [`secrets`] and [`rotation`]; the only module that talks to the API
+//! server is [`cluster`], which keeps the webhook's Secrets and the webhook
+//! configurations' `caBundle` current.
 //! `gitwarden-doctor` reads and verifies what the webhook serves with
 //! the same [`inspect`] and [`verify`], so the tool that writes certificates
 //! and the one that audits them cannot disagree about one.
@@ -17,6 +18,7 @@ pub mod bundle;
 pub mod cluster;
 pub mod inspect;
 pub mod rotation;
+pub mod secrets;
 pub mod verify;
 pub mod webhooks;
 

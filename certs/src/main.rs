@@ -3,17 +3,22 @@
 //! - `install`: create (or reuse) the CA and serving certificate, store them
 //!   in Secrets `gitwarden-webhook-ca` and `gitwarden-webhook-tls`, and inject
 //!   the CA bundle into every entry of the webhook configurations.
-//! - `rotate`: the same for installed Secrets only (what the daily CronJob
-//!   runs): renew what expires within the windows.
+//! - `rotate`: the same for existing Secrets only (what the bootstrap Job
+//!   and the daily CronJob run, as a service account that may not create
+//!   Secrets): issue into the empty Secrets `deploy/base` ships, renew what
+//!   expires within the windows.
 //! - `check`: print expiry and what a rotate would do; write nothing.
 //! - `files` (or no subcommand, as before): write `ca.crt`, `ca.key`,
 //!   `tls.crt`, `tls.key` into a directory, for running the webhook outside a
 //!   cluster (the demo, tests).
 //!
 //! Exit codes: 0 done (or nothing to do); 1 `check` found something due, or
-//! `install`/`rotate` could not find a named webhook configuration; 2 error
-//! (flags, cluster unreachable, forbidden, unusable Secret); 3 `rotate` found
-//! no installed Secrets (run `install`).
+//! a named webhook configuration does not exist (not with
+//! `--configurations-optional`: the webhook registers them itself once
+//! ready, so the bootstrap Job finds none); 2 error (flags, cluster
+//! unreachable, forbidden, a Secret of another type, a stored CA that cannot
+//! be used — never replaced); 3 `rotate` found a Secret absent (apply
+//! `deploy/base`, which ships both empty, or run `install`).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -48,7 +53,7 @@ struct Cli {
 enum Command {
     /// Create or reuse the certificates, write both Secrets, inject the CA bundle.
     Install(ClusterArgs),
-    /// Renew what expires within the windows (Secrets must exist); inject the bundle.
+    /// Issue into empty Secrets, renew what expires within the windows (Secrets must exist); inject the bundle.
     Rotate(ClusterArgs),
     /// Print expiry and what `rotate` would do; exit 1 if anything is due.
     Check(ClusterArgs),
@@ -119,6 +124,10 @@ struct ClusterArgs {
     /// Decide and print, write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// A webhook configuration that does not exist is a note, not exit 1: the
+    /// webhook registers them once ready (what the Job and CronJob pass).
+    #[arg(long)]
+    configurations_optional: bool,
 }
 
 fn main() -> ExitCode {
@@ -203,6 +212,7 @@ async fn run_cluster(args: ClusterArgs, mode: Mode) -> ExitCode {
     let options = Options {
         create_missing: mode == Mode::Install,
         dry_run: args.dry_run || mode == Mode::Check,
+        configurations_optional: args.configurations_optional,
     };
     let result = cluster::reconcile(
         client,
@@ -218,8 +228,7 @@ async fn run_cluster(args: ClusterArgs, mode: Mode) -> ExitCode {
             for line in report.lines() {
                 println!("{line}");
             }
-            let incomplete = !report.missing_configurations.is_empty();
-            if incomplete || (mode == Mode::Check && report.changed()) {
+            if report.incomplete() || (mode == Mode::Check && report.changed()) {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

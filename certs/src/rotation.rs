@@ -2,10 +2,15 @@
 //! wanted to a plan, so every rule is unit tested without a cluster.
 //!
 //! Rules:
-//! - The CA is created when none is stored (or what is stored is unusable:
-//!   unreadable, not a CA, key not matching), and renewed when it expires
-//!   within `ca_renew_before`. A renewed CA's predecessor stays in the bundle
-//!   until it expires ([`crate::bundle::merge`]).
+//! - The CA is created when none is stored (the CA Secret is empty: shipped
+//!   by `deploy/base`, not issued yet), and renewed when it expires within
+//!   `ca_renew_before`. A renewed CA's predecessor stays in the bundle until
+//!   it expires ([`crate::bundle::merge`]).
+//! - A stored CA that cannot be used (unreadable, not a CA, key missing or
+//!   not matching, a bundle without a CA) is an error, [`UnusableCa`], never
+//!   replaced: the key may be one someone put there on purpose, and a new CA
+//!   silently changes what the API server trusts. Emptying the Secret is
+//!   how a new CA is asked for.
 //! - The serving certificate is issued again when it is missing or
 //!   unreadable, its key does not match, it is not accepted by a TLS client
 //!   trusting only the current CA for every wanted name (wrong CA, missing
@@ -118,14 +123,25 @@ pub struct Plan {
     pub carry_over: Vec<CertInfo>,
 }
 
+/// A CA is stored but cannot sign: refused rather than replaced (see the
+/// module docs). The text says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnusableCa(pub String);
+
 /// Decides what to renew (see the module docs for the rules).
-pub fn plan(stored: &Stored, wanted: &Wanted, lifetimes: &Lifetimes, now: SystemTime) -> Plan {
+pub fn plan(
+    stored: &Stored,
+    wanted: &Wanted,
+    lifetimes: &Lifetimes,
+    now: SystemTime,
+) -> Result<Plan, UnusableCa> {
     let mut carry_over: Vec<CertInfo> = stored
         .bundle
         .as_deref()
         .and_then(|b| CertInfo::all_from_pem(b).ok())
         .unwrap_or_default();
-    let (ca, current_ca) = ca_step(stored, lifetimes, now);
+    let (ca, current_ca) = ca_step(stored, lifetimes, now)?;
     if let (Step::Renew(_), Some(old)) = (&ca, &current_ca) {
         carry_over.insert(0, old.clone());
     }
@@ -136,35 +152,47 @@ pub fn plan(stored: &Stored, wanted: &Wanted, lifetimes: &Lifetimes, now: System
         }
         _ => Step::Renew("the CA is new".into()),
     };
-    Plan {
+    Ok(Plan {
         ca,
         serving,
         carry_over,
-    }
+    })
 }
 
-fn ca_step(stored: &Stored, lifetimes: &Lifetimes, now: SystemTime) -> (Step, Option<CertInfo>) {
-    let (Some(cert), Some(key)) = (stored.ca_cert.as_deref(), stored.ca_key.as_deref()) else {
-        return (Step::Create("no CA stored".into()), None);
+fn ca_step(
+    stored: &Stored,
+    lifetimes: &Lifetimes,
+    now: SystemTime,
+) -> Result<(Step, Option<CertInfo>), UnusableCa> {
+    let (cert, key) = match (stored.ca_cert.as_deref(), stored.ca_key.as_deref()) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) if stored.bundle.is_none() => {
+            return Ok((Step::Create("no CA stored".into()), None));
+        }
+        (None, None) => {
+            return Err(UnusableCa(
+                "it holds a bundle (ca.crt) but no CA (tls.crt, tls.key)".into(),
+            ));
+        }
+        (Some(_), None) => return Err(UnusableCa("its CA key (tls.key) is missing".into())),
+        (None, Some(_)) => {
+            return Err(UnusableCa("its CA certificate (tls.crt) is missing".into()));
+        }
     };
-    let info = match CertInfo::from_pem(cert) {
-        Ok(info) => info,
-        Err(e) => return (Step::Create(format!("stored CA unreadable: {e}")), None),
-    };
+    let info = CertInfo::from_pem(cert)
+        .map_err(|e| UnusableCa(format!("its CA certificate (tls.crt) is unreadable: {e}")))?;
     if !info.is_ca {
-        return (
-            Step::Create("stored CA certificate is not a CA".into()),
-            None,
-        );
+        return Err(UnusableCa(
+            "its CA certificate (tls.crt) is not a CA (basicConstraints)".into(),
+        ));
     }
     if !key_matches(&info, key) {
-        return (
-            Step::Create("stored CA key does not match its certificate".into()),
-            None,
-        );
+        return Err(UnusableCa(
+            "its CA key (tls.key) does not belong to its certificate (tls.crt)".into(),
+        ));
     }
     let step = due(&info, lifetimes.ca_renew_before, "--ca-renew-before", now);
-    (step, Some(info))
+    Ok((step, Some(info)))
 }
 
 fn serving_step(
@@ -276,7 +304,8 @@ mod tests {
             &wanted(),
             &lifetimes(),
             SystemTime::now(),
-        );
+        )
+        .unwrap();
         assert!(matches!(plan.ca, Step::Create(_)), "{:?}", plan.ca);
         assert!(
             matches!(plan.serving, Step::Create(_)),
@@ -294,7 +323,8 @@ mod tests {
             &wanted(),
             &lifetimes(),
             SystemTime::now(),
-        );
+        )
+        .unwrap();
         assert_eq!(plan.ca, Step::Keep);
         assert_eq!(plan.serving, Step::Keep);
     }
@@ -307,7 +337,8 @@ mod tests {
             &wanted(),
             &lifetimes(),
             SystemTime::now(),
-        );
+        )
+        .unwrap();
         assert_eq!(plan.ca, Step::Keep);
         let Step::Renew(why) = &plan.serving else {
             panic!("{:?}", plan.serving)
@@ -320,7 +351,7 @@ mod tests {
         let ca = CertificateAuthority::generate("ca", 100 * HOUR).unwrap();
         let stored = stored_with(&ca, 2 * HOUR);
         let later = SystemTime::now() + 3 * HOUR;
-        let plan = plan(&stored, &wanted(), &lifetimes(), later);
+        let plan = plan(&stored, &wanted(), &lifetimes(), later).unwrap();
         assert!(matches!(plan.serving, Step::Renew(_)), "{:?}", plan.serving);
     }
 
@@ -332,7 +363,8 @@ mod tests {
             &wanted(),
             &lifetimes(),
             SystemTime::now(),
-        );
+        )
+        .unwrap();
         assert!(matches!(plan.ca, Step::Renew(_)), "{:?}", plan.ca);
         assert!(matches!(plan.serving, Step::Renew(_)), "{:?}", plan.serving);
         let old = CertInfo::from_pem(ca.cert_pem()).unwrap();
@@ -346,7 +378,7 @@ mod tests {
         let mut stored = stored_with(&other, 4 * HOUR);
         stored.ca_cert = Some(ca.cert_pem().into());
         stored.ca_key = Some(ca.key_pem());
-        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now());
+        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now()).unwrap();
         assert_eq!(plan.ca, Step::Keep);
         assert!(matches!(plan.serving, Step::Renew(_)), "{:?}", plan.serving);
     }
@@ -357,7 +389,7 @@ mod tests {
         let stored = stored_with(&ca, 4 * HOUR);
         let mut more = wanted();
         more.dns_names.push("extra.example".into());
-        let plan_more = plan(&stored, &more, &lifetimes(), SystemTime::now());
+        let plan_more = plan(&stored, &more, &lifetimes(), SystemTime::now()).unwrap();
         let Step::Renew(why) = &plan_more.serving else {
             panic!("{:?}", plan_more.serving)
         };
@@ -366,7 +398,7 @@ mod tests {
             dns_names: vec!["w.ns.svc".into()],
             ips: vec![],
         };
-        let plan_fewer = plan(&stored, &fewer, &lifetimes(), SystemTime::now());
+        let plan_fewer = plan(&stored, &fewer, &lifetimes(), SystemTime::now()).unwrap();
         let Step::Renew(why) = &plan_fewer.serving else {
             panic!("{:?}", plan_fewer.serving)
         };
@@ -374,14 +406,91 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_key_not_matching_its_certificate_makes_a_new_ca() {
+    fn a_ca_key_not_matching_its_certificate_is_refused_not_replaced() {
         let ca = CertificateAuthority::generate("ca", 100 * HOUR).unwrap();
         let other = CertificateAuthority::generate("other", 100 * HOUR).unwrap();
         let mut stored = stored_with(&ca, 4 * HOUR);
         stored.ca_key = Some(other.key_pem());
-        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now());
-        assert!(matches!(plan.ca, Step::Create(_)), "{:?}", plan.ca);
-        assert!(plan.serving.changes());
+        let err = plan(&stored, &wanted(), &lifetimes(), SystemTime::now()).unwrap_err();
+        assert!(err.0.contains("does not belong"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_ca_that_cannot_be_used_is_refused_whatever_is_wrong() {
+        let ca = CertificateAuthority::generate("ca", 100 * HOUR).unwrap();
+        let serving = ca.issue_serving_cert(&["w.ns.svc"], &[], 4 * HOUR).unwrap();
+        let good = stored_with(&ca, 4 * HOUR);
+        let cases: [(&str, Stored); 5] = [
+            (
+                "unreadable",
+                Stored {
+                    ca_cert: Some("garbage".into()),
+                    ..good.clone()
+                },
+            ),
+            (
+                "not a CA",
+                Stored {
+                    ca_cert: Some(serving.cert_pem.clone()),
+                    ca_key: Some(serving.key_pem.clone()),
+                    ..good.clone()
+                },
+            ),
+            (
+                "key (tls.key) is missing",
+                Stored {
+                    ca_key: None,
+                    ..good.clone()
+                },
+            ),
+            (
+                "certificate (tls.crt) is missing",
+                Stored {
+                    ca_cert: None,
+                    ..good.clone()
+                },
+            ),
+            (
+                "no CA",
+                Stored {
+                    ca_cert: None,
+                    ca_key: None,
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (why, stored) in cases {
+            let err = plan(&stored, &wanted(), &lifetimes(), SystemTime::now()).unwrap_err();
+            assert!(err.0.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_secrets_are_a_first_issue_of_both() {
+        // What `rotate` reads from the Secrets deploy/base ships: no data.
+        let empty = k8s_openapi::api::core::v1::Secret::default();
+        let stored = crate::secrets::stored(Some(&empty), Some(&empty));
+        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now()).unwrap();
+        assert_eq!(plan.ca, Step::Create("no CA stored".into()));
+        assert_eq!(
+            plan.serving,
+            Step::Create("no serving certificate stored".into())
+        );
+        assert!(plan.carry_over.is_empty());
+    }
+
+    #[test]
+    fn an_emptied_ca_secret_beside_a_serving_certificate_makes_a_new_ca_and_certificate() {
+        let ca = CertificateAuthority::generate("ca", 100 * HOUR).unwrap();
+        let stored = Stored {
+            ca_cert: None,
+            ca_key: None,
+            bundle: None,
+            ..stored_with(&ca, 4 * HOUR)
+        };
+        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now()).unwrap();
+        assert_eq!(plan.ca, Step::Create("no CA stored".into()));
+        assert_eq!(plan.serving, Step::Renew("the CA is new".into()));
     }
 
     #[test]
@@ -389,7 +498,7 @@ mod tests {
         let ca = CertificateAuthority::generate("ca", 100 * HOUR).unwrap();
         let mut stored = stored_with(&ca, 4 * HOUR);
         stored.serving_key = Some(ca.key_pem());
-        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now());
+        let plan = plan(&stored, &wanted(), &lifetimes(), SystemTime::now()).unwrap();
         assert!(
             matches!(plan.serving, Step::Create(_)),
             "{:?}",

@@ -1,6 +1,8 @@
 //! The shipped manifests agree with this crate: the CronJob's RBAC names the
 //! Secrets and webhook configurations `gitwarden-certs` writes, grants no
-//! `create`, and the shipped policy exempts exactly its service account.
+//! `create`, the Secrets ship empty for the bootstrap Job to fill, the Job
+//! runs the CronJob's command, and the shipped policy exempts exactly its
+//! service account.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -70,6 +72,78 @@ fn the_cronjob_cluster_role_only_patches_the_gitwarden_webhook_configurations() 
             "validatingwebhookconfigurations"
         ]
     );
+}
+
+fn objects<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .collect()
+}
+
+#[test]
+fn both_secrets_ship_without_data_or_type_so_no_apply_touches_what_rotate_wrote() {
+    let docs = deploy_file("certs.yaml");
+    let secrets = objects(&docs, "Secret");
+    let mut names: Vec<&str> = secrets
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    let mut expected = [CA_SECRET, TLS_SECRET];
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for secret in secrets {
+        let name = &secret["metadata"]["name"];
+        assert_eq!(
+            secret["metadata"]["namespace"].as_str(),
+            Some("gitwarden-system")
+        );
+        // A key in the manifest, even "", is reset by every apply; a type
+        // other than the live one fails every apply (it is immutable).
+        for field in ["data", "stringData", "type", "immutable"] {
+            assert!(secret.get(field).is_none(), "{name:?} must not set {field}");
+        }
+    }
+}
+
+#[test]
+fn the_bootstrap_job_runs_the_cronjobs_rotate_and_stays_after_finishing() {
+    let docs = deploy_file("certs.yaml");
+    let cronjob = object(&docs, "CronJob");
+    let job = object(&docs, "Job");
+    assert_eq!(
+        job["metadata"]["name"].as_str(),
+        Some("gitwarden-certs-bootstrap")
+    );
+    let job_spec = &job["spec"];
+    // Gone after finishing, it would be created and run again by every apply.
+    assert!(job_spec.get("ttlSecondsAfterFinished").is_none());
+    assert!(job_spec["backoffLimit"].as_u64().unwrap() >= 3);
+    let pod = &job_spec["template"]["spec"];
+    let cron_pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod, cron_pod, "the Job runs what the CronJob runs");
+    assert_eq!(pod["serviceAccountName"].as_str(), Some("gitwarden-certs"));
+    let args = strings(&pod["containers"][0]["args"]);
+    assert_eq!(args[0], "rotate");
+    // The webhook registers its configurations only once it has a certificate.
+    assert!(
+        args.contains(&"--configurations-optional".to_string()),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn the_webhook_mounts_the_tls_secret_the_job_fills() {
+    let docs = deploy_file("webhook.yaml");
+    let statefulset = object(&docs, "StatefulSet");
+    let volumes = statefulset["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap();
+    let tls = volumes
+        .iter()
+        .find(|v| v["name"].as_str() == Some("tls"))
+        .unwrap();
+    assert_eq!(tls["secret"]["secretName"].as_str(), Some(TLS_SECRET));
 }
 
 #[test]

@@ -45,6 +45,9 @@ async fn the_deploy_base_is_accepted_by_a_server_side_dry_run() {
         "poddisruptionbudget.policy/gitwarden-webhook",
         "networkpolicy.networking.k8s.io/gitwarden",
         "cronjob.batch/gitwarden-certs",
+        "job.batch/gitwarden-certs-bootstrap",
+        "secret/gitwarden-webhook-tls",
+        "secret/gitwarden-webhook-ca",
         "serviceaccount/gitwarden-certs",
         "role.rbac.authorization.k8s.io/gitwarden-certs",
         "clusterrole.rbac.authorization.k8s.io/gitwarden-certs",
@@ -70,6 +73,16 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
 async fn the_cert_manager_overlay_replaces_gitwarden_certs_with_a_ca_chain_and_its_own_template() {
     let cluster = TestCluster::shared();
     let docs = rendered_overlay(cluster);
+    for (kind, name) in [
+        ("Job", "gitwarden-certs-bootstrap"),
+        ("Secret", "gitwarden-webhook-tls"),
+        ("Secret", "gitwarden-webhook-ca"),
+    ] {
+        assert!(
+            find(&docs, kind, name).is_none(),
+            "{kind} {name} must be removed: cert-manager makes the certificates"
+        );
+    }
     for kind in [
         "CronJob",
         "ServiceAccount",

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod certs;
+mod certs_bootstrap;
 mod deploy;
 mod deploy_copies;
 mod doctor;
