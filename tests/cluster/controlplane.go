@@ -17,26 +17,78 @@ import (
 	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 )
 
-func apiServerArgs(dir string, port int, etcdURL string, pk *pki, tokenFile string) []string {
+// apiServerListen is where kube-apiserver serves and what it advertises.
+type apiServerListen struct {
+	address                 string // bind and advertise
+	servingCert, servingKey string
+	serviceRange            string
+	// endpointReconciler keeps Service default/kubernetes pointing at address;
+	// "none" on loopback, which cannot be a Service endpoint.
+	endpointReconciler string
+}
+
+// loopbackListen is the control plane without a node: loopback only.
+func loopbackListen(pk *pki) apiServerListen {
+	return apiServerListen{
+		address:            "127.0.0.1",
+		servingCert:        pk.servingCert,
+		servingKey:         pk.servingKey,
+		serviceRange:       "10.96.0.0/16",
+		endpointReconciler: "none",
+	}
+}
+
+// The Node authorizer and NodeRestriction confine a node's credentials to its
+// own Node and the objects its pods use, as on a real cluster; with no node they
+// change nothing.
+func apiServerArgs(dir string, port int, etcdURL string, pk *pki, tokenFile string, l apiServerListen) []string {
 	return []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + l.address,
+		"--advertise-address=" + l.address,
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + dir + "/pki",
-		"--tls-cert-file=" + pk.servingCert,
-		"--tls-private-key-file=" + pk.servingKey,
+		"--tls-cert-file=" + l.servingCert,
+		"--tls-private-key-file=" + l.servingKey,
 		"--client-ca-file=" + pk.caCert,
 		"--token-auth-file=" + tokenFile,
-		"--authorization-mode=RBAC",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-signing-key-file=" + pk.saKey,
 		"--service-account-key-file=" + pk.saPub,
-		"--service-cluster-ip-range=10.96.0.0/16",
-		"--endpoint-reconciler-type=none",
+		"--service-cluster-ip-range=" + l.serviceRange,
+		"--endpoint-reconciler-type=" + l.endpointReconciler,
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=0",
+	}
+}
+
+// nodeListen is the control plane of a cluster with a node: kube-apiserver on
+// the host's end of the node's veth, the only host address pods can reach, and
+// the endpoint of Service default/kubernetes.
+func nodeListen(n *nodeNet, np *nodePKI) apiServerListen {
+	return apiServerListen{
+		address:            n.hostIP.String(),
+		servingCert:        np.apiServerCert,
+		servingKey:         np.apiServerKey,
+		serviceRange:       n.serviceCIDR.String(),
+		endpointReconciler: "lease",
+	}
+}
+
+// nodeAPIServerArgs: kube-apiserver reaches the kubelet API (logs, exec,
+// port-forward) on the node IP with its own client certificate and verifies
+// the kubelet's serving certificate; webhooks behind Services are called at
+// their endpoints' pod IPs (the host has no route to ClusterIPs).
+func nodeAPIServerArgs(pk *pki, np *nodePKI) []string {
+	return []string{
+		"--kubelet-client-certificate=" + np.kubeletClientCert,
+		"--kubelet-client-key=" + np.kubeletClientKey,
+		"--kubelet-certificate-authority=" + pk.caCert,
+		"--kubelet-preferred-address-types=InternalIP",
+		"--enable-aggregator-routing=true",
 	}
 }
 
@@ -113,6 +165,25 @@ func bindClusterAdmins(ctx context.Context, cs *kubernetes.Clientset, ids []*ide
 	return nil
 }
 
+// bindKubeletClient lets kube-apiserver use the kubelet API (logs, exec,
+// port-forward): the kubelet asks the API server whether this user may, as
+// kubeadm sets it up.
+func bindKubeletClient(ctx context.Context, cs *kubernetes.Clientset) error {
+	name := "test-cluster:" + kubeletClientUser
+	if _, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{}); err == nil {
+		return nil
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: kubeletClientUser}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("binding system:kubelet-api-admin to %s: %w", kubeletClientUser, err)
+	}
+	return nil
+}
+
 // waitForDefaultNamespace waits for namespace default and its default service
 // account: the latter proves the controller-manager is writing.
 func waitForDefaultNamespace(ctx context.Context, cs *kubernetes.Clientset) error {
@@ -140,9 +211,15 @@ var controllers = "namespace-controller,garbage-collector-controller,serviceacco
 	"replicaset-controller,statefulset-controller,daemonset-controller,job-controller," +
 	"clusterrole-aggregation-controller"
 
+// nodeControllers are added when pods run: the Node loses its not-ready taint
+// once Ready (and gets it back if the kubelet stops reporting), Services get
+// endpoints (kube-proxy routes to them), and orphaned pods are collected.
+var nodeControllers = ",node-lifecycle-controller,endpoints-controller,endpointslice-controller," +
+	"endpointslice-mirroring-controller,pod-garbage-collector-controller"
+
 // runControllerManager runs kube-controller-manager in this process. Its cobra
 // command would install a second signal handler, so the same steps run here directly.
-func runControllerManager(ctx context.Context, kubeconfig string, pk *pki) error {
+func runControllerManager(ctx context.Context, kubeconfig string, pk *pki, controllers string) error {
 	s, err := kcmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@ func identities() []*identity {
 		{file: "alice.kubeconfig", user: "alice", groups: []string{"developers"}, bindClusterAdmin: true},
 		{file: "carol.kubeconfig", user: "carol", groups: []string{"developers", "gitwarden:break-glass"}, bindClusterAdmin: true},
 		{file: "kube-controller-manager.kubeconfig", user: "system:kube-controller-manager"},
+		{file: "kube-scheduler.kubeconfig", user: "system:kube-scheduler"},
 	}
 }
 

@@ -2,6 +2,10 @@
 // loopback: embedded etcd, kube-apiserver and kube-controller-manager, all built from
 // the upstream Go modules. It is started and stopped by the `up` and `down` scripts
 // beside this file, which are the contract tests and the demo rely on.
+//
+// With --node it also runs a real node (node.go): kube-scheduler in this process,
+// and containerd, the kubelet and kube-proxy as processes of their own in a
+// network namespace that cannot reach beyond the machine (nodenet.go).
 package main
 
 import (
@@ -26,6 +30,13 @@ func main() {
 	removeOnExit := flag.Bool("remove-on-exit", false, "remove DIR and everything in it after shutting down (for test harnesses)")
 	removeWhenOrphaned := flag.Bool("remove-when-orphaned", false, "remove DIR only when the --watch-pid process is gone (test harnesses that restart the control plane on the same DIR)")
 	admissionConfig := flag.String("admission-config", "", "kube-apiserver --admission-control-config-file (an AdmissionConfiguration, e.g. with manifest-based webhooks)")
+	withNode := flag.Bool("node", false, "also run a node: kube-scheduler, containerd, kubelet, kube-proxy (needs root and --node-bin)")
+	nodeBin := flag.String("node-bin", "", "directory of the node's programs (tests/cluster/node/build prints it)")
+	var nodeImages stringList
+	flag.Var(&nodeImages, "node-image", "an OCI image archive to import into the node's containerd before the kubelet starts (repeatable)")
+	nodeCleanup := flag.Bool("node-cleanup", false, "do not start anything: remove what a stopped or killed node of DIR left (processes, mounts, cgroups, network)")
+	nodeRelease := flag.Bool("node-release", false, "with --node-cleanup: also give up DIR's node slot (tests/cluster/down)")
+	nodeCheck := flag.Bool("node-check", false, "do not start anything: run the network checks on DIR's running node and print them")
 	flag.Parse()
 	if *dir == "" {
 		fatalf("--dir is required")
@@ -33,6 +44,18 @@ func main() {
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
 		fatalf("resolving --dir: %v", err)
+	}
+	if *nodeCleanup {
+		if err := cleanupNode(abs, *nodeRelease); err != nil {
+			fatalf("%v", err)
+		}
+		return
+	}
+	if *nodeCheck {
+		if err := printNodeCheck(abs); err != nil {
+			fatalf("%v", err)
+		}
+		return
 	}
 	if *admissionConfig != "" {
 		if *admissionConfig, err = filepath.Abs(*admissionConfig); err != nil {
@@ -43,6 +66,25 @@ func main() {
 		}
 	}
 	opts := options{port: *port, watchPID: *watchPID, removeOnExit: *removeOnExit, removeWhenOrphaned: *removeWhenOrphaned, admissionConfig: *admissionConfig}
+	if *withNode {
+		if *nodeBin == "" {
+			fatalf("--node needs --node-bin (tests/cluster/node/build prints it)")
+		}
+		if opts.nodeBin, err = filepath.Abs(*nodeBin); err != nil {
+			fatalf("resolving --node-bin: %v", err)
+		}
+		for _, img := range nodeImages {
+			abs, err := filepath.Abs(img)
+			if err != nil {
+				fatalf("resolving --node-image: %v", err)
+			}
+			if _, err := os.Stat(abs); err != nil {
+				fatalf("--node-image: %v", err)
+			}
+			opts.nodeImages = append(opts.nodeImages, abs)
+		}
+		opts.node = true
+	}
 	if err := run(abs, opts); err != nil {
 		fatalf("%v", err)
 	}
@@ -63,14 +105,55 @@ type options struct {
 	watchPID                         int
 	removeOnExit, removeWhenOrphaned bool
 	admissionConfig                  string
+	node                             bool
+	nodeBin                          string
+	nodeImages                       []string
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(dir string, opts options) error {
 	start := time.Now()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create %s: %w", dir, err)
 	}
-	apiPort, err := choosePort(rememberedPort(dir, opts.port))
+	// Without a node, kube-apiserver serves on loopback; with one, on the host's
+	// end of the node's veth (nodenet.go), created first.
+	host := "127.0.0.1"
+	var nn *nodeNet
+	if opts.node {
+		if err := checkNodeTools(opts.nodeBin); err != nil {
+			return err
+		}
+		slot, err := reserveSlot(dir)
+		if err != nil {
+			return err
+		}
+		nn = netForSlot(slot)
+		// Whatever a killed run of this DIR left behind goes first.
+		teardownSlot(nn, dir)
+		if err := setupNetwork(nn); err != nil {
+			return err
+		}
+		host = nn.hostIP.String()
+		logf("node network: slot %d, netns %s, node IP %s, pods %s, Services %s", slot, nn.netns, nn.nodeIP, nn.podCIDR, nn.serviceCIDR)
+	}
+	var nd *node
+	// On an early way out, whatever of the node exists goes (the normal way
+	// out below orders it around kube-apiserver's shutdown).
+	defer func() {
+		if nd != nil {
+			nd.stop()
+		}
+		if nn != nil {
+			teardownSlot(nn, dir)
+		}
+	}()
+	apiPort, err := choosePortOn(host, rememberedPort(dir, opts.port))
 	if err != nil {
 		return err
 	}
@@ -83,6 +166,17 @@ func run(dir string, opts options) error {
 	}
 	if reused {
 		logf("restarting on the state in %s: same CA, serving certificate, service-account keys, tokens and etcd data", dir)
+	}
+	listen := loopbackListen(pk)
+	var np *nodePKI
+	if opts.node {
+		if err := installGuard(nn, apiPort); err != nil {
+			return err
+		}
+		if np, err = writeNodePKI(dir, pk, nn, nodeName); err != nil {
+			return fmt.Errorf("generating the node's certificates: %w", err)
+		}
+		listen = nodeListen(nn, np)
 	}
 	ids := identities()
 	tokenFile := filepath.Join(dir, "pki", "tokens.csv")
@@ -97,8 +191,11 @@ func run(dir string, opts options) error {
 	defer etcd.Close()
 	logf("etcd ready at %s", etcd.url)
 
-	server := "https://127.0.0.1:" + strconv.Itoa(apiPort)
-	args := apiServerArgs(dir, apiPort, etcd.url, pk, tokenFile)
+	server := "https://" + net.JoinHostPort(host, strconv.Itoa(apiPort))
+	args := apiServerArgs(dir, apiPort, etcd.url, pk, tokenFile, listen)
+	if opts.node {
+		args = append(args, nodeAPIServerArgs(pk, np)...)
+	}
 	if opts.admissionConfig != "" {
 		args = append(args, admissionArgs(opts.admissionConfig)...)
 		logf("admission configuration: %s", opts.admissionConfig)
@@ -116,8 +213,12 @@ func run(dir string, opts options) error {
 	}
 
 	bootErr := make(chan error, 1)
+	bootDone := make(chan struct{})
 	kcmDone := make(chan error, 1)
+	schedDone := make(chan error, 1)
+	var started *node // set by the boot goroutine before it reports success
 	go func() {
+		defer close(bootDone)
 		cs, err := waitForAPIServer(ctx, server, pk.caCert, admin.token, apiDone)
 		if err != nil {
 			bootErr <- err
@@ -132,7 +233,25 @@ func run(dir string, opts options) error {
 			bootErr <- err
 			return
 		}
-		go func() { kcmDone <- runControllerManager(ctx, filepath.Join(dir, "pki", kcmKubeconfig.file), pk) }()
+		kcmControllers := controllers
+		if opts.node {
+			kcmControllers += nodeControllers
+		}
+		go func() {
+			kcmDone <- runControllerManager(ctx, filepath.Join(dir, "pki", kcmKubeconfig.file), pk, kcmControllers)
+		}()
+		if opts.node {
+			schedKubeconfig := ids[4]
+			if err := writeKubeconfig(filepath.Join(dir, "pki"), schedKubeconfig, server, pk.caCert); err != nil {
+				bootErr <- err
+				return
+			}
+			go func() { schedDone <- runScheduler(ctx, filepath.Join(dir, "pki", schedKubeconfig.file)) }()
+			if err := bindKubeletClient(ctx, cs); err != nil {
+				bootErr <- err
+				return
+			}
+		}
 		if err := waitForDefaultNamespace(ctx, cs); err != nil {
 			bootErr <- err
 			return
@@ -146,6 +265,17 @@ func run(dir string, opts options) error {
 		if err := os.WriteFile(filepath.Join(dir, "server"), []byte(server+"\n"), 0o644); err != nil {
 			bootErr <- err
 			return
+		}
+		if opts.node {
+			n, err := startNode(ctx, nodeConfig{
+				dir: dir, net: nn, binDir: opts.nodeBin, images: opts.nodeImages,
+				server: server, apiPort: apiPort, pk: pk, np: np, admin: cs,
+			})
+			if err != nil {
+				bootErr <- err
+				return
+			}
+			started = n
 		}
 		elapsed := time.Since(start)
 		if err := os.WriteFile(filepath.Join(dir, "ready"), []byte(fmt.Sprintf("%.2f\n", elapsed.Seconds())), 0o644); err != nil {
@@ -163,6 +293,11 @@ func run(dir string, opts options) error {
 			result = err
 			break
 		}
+		nd = started
+		var nodeExited <-chan error
+		if nd != nil {
+			nodeExited = nd.exited
+		}
 		select {
 		case sig := <-stop:
 			logf("received %v, shutting down", sig)
@@ -170,6 +305,10 @@ func run(dir string, opts options) error {
 			result = fmt.Errorf("kube-apiserver exited: %v", err)
 		case err := <-kcmDone:
 			result = fmt.Errorf("kube-controller-manager exited: %v", err)
+		case err := <-schedDone:
+			result = fmt.Errorf("kube-scheduler exited: %v", err)
+		case err := <-nodeExited:
+			result = fmt.Errorf("the node failed: %v", err)
 		}
 	case sig := <-stop:
 		logf("received %v before ready, shutting down", sig)
@@ -177,16 +316,36 @@ func run(dir string, opts options) error {
 		result = fmt.Errorf("kube-apiserver exited during start-up: %v", err)
 	}
 	cancel()
+	// A node being started stops itself when ctx ends; wait for that.
+	select {
+	case <-bootDone:
+	case <-time.After(60 * time.Second):
+		logf("start-up did not wind down within 60s")
+	}
+	// The node first (the kubelet may still report to the API server), then the
+	// control plane, then the network kube-apiserver served on.
+	if nd != nil {
+		nd.stop()
+		nd = nil
+	}
 	shutdown(apiDone)
 	etcd.Close()
+	if nn != nil {
+		teardownSlot(nn, dir)
+		nn = nil
+	}
+	remove := opts.removeOnExit
 	select {
 	case <-orphaned:
-		if opts.removeWhenOrphaned {
-			removeState(dir)
-		}
+		remove = remove || opts.removeWhenOrphaned
 	default:
 	}
-	if opts.removeOnExit {
+	if remove {
+		if opts.node {
+			if err := releaseSlot(rememberedSlot(dir), dir); err != nil {
+				logf("releasing the node slot: %v", err)
+			}
+		}
 		removeState(dir)
 	}
 	return result
@@ -235,20 +394,24 @@ func rememberedPort(dir string, requested int) int {
 	return port
 }
 
-// choosePort returns the requested port if it is free, or a free one when 0.
-func choosePort(port int) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+// choosePort returns the requested loopback port if it is free, or a free one when 0.
+func choosePort(port int) (int, error) { return choosePortOn("127.0.0.1", port) }
+
+// choosePortOn is choosePort on another local address.
+func choosePortOn(host string, port int) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return 0, fmt.Errorf("port %d on 127.0.0.1 is already in use or not allowed: %w", port, err)
+		return 0, fmt.Errorf("port %d on %s is already in use or not allowed: %w", port, host, err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // removeState deletes dir with everything in it. Only test harnesses ask for it
-// (--remove-on-exit), always on a directory they created for this cluster.
+// (--remove-on-exit), always on a directory they created for this cluster. It
+// never deletes through a mount a node left behind.
 func removeState(dir string) {
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removeAllUnmounted(dir); err != nil {
 		logf("removing %s: %v", dir, err)
 	}
 }

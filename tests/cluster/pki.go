@@ -23,6 +23,7 @@ import (
 // accepts the service-account tokens it minted before.
 type pki struct {
 	caCert      string
+	caKey       string // kept to sign a node's credentials (nodepki.go)
 	servingCert string
 	servingKey  string
 	saKey       string
@@ -33,6 +34,7 @@ type pki struct {
 func pkiPaths(dir string) *pki {
 	return &pki{
 		caCert:      filepath.Join(dir, "ca.crt"),
+		caKey:       filepath.Join(dir, "pki", "ca.key"),
 		servingCert: filepath.Join(dir, "pki", "apiserver.crt"),
 		servingKey:  filepath.Join(dir, "pki", "apiserver.key"),
 		saKey:       filepath.Join(dir, "pki", "sa.key"),
@@ -142,12 +144,17 @@ func writePKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
+	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		return nil, err
+	}
 	writes := []struct {
 		path, typ string
 		der       []byte
 		mode      os.FileMode
 	}{
 		{p.caCert, "CERTIFICATE", caDER, 0o644},
+		{p.caKey, "EC PRIVATE KEY", caKeyDER, 0o600},
 		{p.servingCert, "CERTIFICATE", srvDER, 0o644},
 		{p.servingKey, "EC PRIVATE KEY", srvKeyDER, 0o600},
 		{p.saKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey), 0o600},

@@ -63,6 +63,8 @@ pub struct TestCluster {
 struct Private {
     /// The AdmissionConfiguration the next start passes to kube-apiserver.
     admission_config: Mutex<Option<PathBuf>>,
+    /// Whether it runs a node (`GITWARDEN_CLUSTER_NODE=1`, see [`crate::node`]).
+    node: bool,
 }
 
 /// Numbers the private clusters of one test process.
@@ -104,6 +106,12 @@ impl TestCluster {
         }
         let base =
             std::env::temp_dir().join(format!("gitwarden-test-cluster-{}", std::process::id()));
+        Self::up_watched(base, &[])
+    }
+
+    /// `tests/cluster/up DIR` (with `env`, e.g. a node) for a cluster that
+    /// watches this process and stops and removes its state when it exits.
+    pub(crate) fn up_watched(base: PathBuf, env: &[(&str, &str)]) -> Result<TestCluster> {
         let up = repo_root().join("tests/cluster/up");
         let out = Command::new(&up)
             .arg(&base)
@@ -112,6 +120,9 @@ impl TestCluster {
                 std::process::id().to_string(),
             )
             .env("GITWARDEN_CLUSTER_REMOVE_ON_EXIT", "1")
+            // Only the caller decides whether the cluster has a node.
+            .env_remove("GITWARDEN_CLUSTER_NODE")
+            .envs(env.iter().copied())
             .output()
             .with_context(|| format!("running {}", up.display()))?;
         if !out.status.success() {
@@ -128,7 +139,8 @@ impl TestCluster {
         Self::attach(base)
     }
 
-    fn attach(dir: PathBuf) -> Result<TestCluster> {
+    /// Attaches to the cluster `tests/cluster/up` runs in `dir`.
+    pub(crate) fn attach(dir: PathBuf) -> Result<TestCluster> {
         let server = std::fs::read_to_string(dir.join("server"))
             .with_context(|| format!("no running cluster in {} (missing 'server')", dir.display()))?
             .trim()
@@ -149,6 +161,11 @@ impl TestCluster {
     /// stops it and removes its directory; if the test process dies first, the
     /// control plane notices, stops and removes its directory itself.
     pub fn start_private() -> Result<TestCluster> {
+        Self::start_private_with(false)
+    }
+
+    /// [`TestCluster::start_private`], with a node when `node` is set.
+    pub(crate) fn start_private_with(node: bool) -> Result<TestCluster> {
         kubectl_binary()?;
         let n = PRIVATE_CLUSTERS.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!(
@@ -160,7 +177,10 @@ impl TestCluster {
             run_script("down", &[], &dir, &[])?;
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let private = Private::default();
+        let private = Private {
+            node,
+            ..Private::default()
+        };
         private.up(&dir)?;
         let mut cluster = Self::attach(dir)?;
         cluster.private = Some(private);
@@ -368,6 +388,9 @@ impl Private {
         if let Some(file) = &admission_str {
             env.push(("GITWARDEN_CLUSTER_ADMISSION_CONFIG", file));
         }
+        if self.node {
+            env.push(("GITWARDEN_CLUSTER_NODE", "1"));
+        }
         run_script("up", &[], dir, &env)
     }
 }
@@ -378,7 +401,12 @@ impl Drop for TestCluster {
             return;
         }
         if let Err(e) = run_script("down", &[], &self.dir, &[]) {
-            eprintln!("warning: stopping the private cluster: {e:#}");
+            // Not removed: a node's mounts may still be below it.
+            eprintln!(
+                "warning: stopping the private cluster (left {} in place): {e:#}",
+                self.dir.display()
+            );
+            return;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -394,6 +422,7 @@ fn run_script(name: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Re
         // the admission configuration its test asked for.
         .env_remove("GITWARDEN_CLUSTER_PORT")
         .env_remove("GITWARDEN_CLUSTER_ADMISSION_CONFIG")
+        .env_remove("GITWARDEN_CLUSTER_NODE")
         .envs(env.iter().copied())
         .output()
         .with_context(|| format!("running {}", script.display()))?;

@@ -15,6 +15,7 @@ pub mod git;
 pub mod kubectl;
 pub mod loopback;
 pub mod namespace;
+pub mod node;
 pub mod testdata;
 pub mod tools;
 pub mod wait;
