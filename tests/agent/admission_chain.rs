@@ -463,6 +463,10 @@ fn harmless_validating(name: &str, ns: &str) -> String {
     .unwrap()
 }
 
+/// alice's JSON patch adding a webhook of her own to a configuration from
+/// git (it fails open and selects nothing, so it harms no other test).
+const ALICES_WEBHOOK: &str = r#"[{"op":"add","path":"/webhooks/-","value":{"name":"evil.example.com","clientConfig":{"url":"https://127.0.0.1:9/evil"},"failurePolicy":"Ignore","sideEffects":"None","admissionReviewVersions":["v1"],"objectSelector":{"matchLabels":{"gitwarden.test/never":"true"}}}}]"#;
+
 /// `kubectl patch --type=json` of the configuration `name` as `who`.
 fn json_patch(s: &AgentSetup, who: Identity, manager: &str, name: &str, patch: &str) {
     s.cluster
@@ -554,13 +558,7 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
         r#"[{"op":"add","path":"/webhooks/0/matchConditions/-","value":{"name":"bypass","expression":"false"}}]"#,
     );
     let changed = Instant::now();
-    json_patch(
-        &s,
-        Identity::Alice,
-        "kubectl-patch",
-        &name,
-        r#"[{"op":"add","path":"/webhooks/-","value":{"name":"evil.example.com","clientConfig":{"url":"https://127.0.0.1:9/evil"},"failurePolicy":"Ignore","sideEffects":"None","admissionReviewVersions":["v1"],"objectSelector":{"matchLabels":{"gitwarden.test/never":"true"}}}}]"#,
-    );
+    json_patch(&s, Identity::Alice, "kubectl-patch", &name, ALICES_WEBHOOK);
     let admin = s.cluster.client(Identity::Admin).await.unwrap();
     let api = Api::<ValidatingWebhookConfiguration>::all(admin);
     let restored = wait_for(Duration::from_secs(15), || async {
@@ -973,13 +971,7 @@ async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_re
     assert_eq!(status.admission_objects_removed, 0, "{}", json(&status));
 
     // alice adds a webhook of her own: put back as the template says.
-    json_patch(
-        &s,
-        Identity::Alice,
-        "kubectl-patch",
-        &name,
-        r#"[{"op":"add","path":"/webhooks/-","value":{"name":"evil.example.com","clientConfig":{"url":"https://127.0.0.1:9/evil"},"failurePolicy":"Ignore","sideEffects":"None","admissionReviewVersions":["v1"],"objectSelector":{"matchLabels":{"gitwarden.test/never":"true"}}}}]"#,
-    );
+    json_patch(&s, Identity::Alice, "kubectl-patch", &name, ALICES_WEBHOOK);
     let admin = s.cluster.client(Identity::Admin).await.unwrap();
     let api = Api::<ValidatingWebhookConfiguration>::all(admin);
     let restored = wait_for(Duration::from_secs(15), || async {
