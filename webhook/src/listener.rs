@@ -60,7 +60,8 @@ pub async fn serve(
     let acceptor = RustlsAcceptor::new(tls)
         .handshake_timeout(limits.tls_handshake_timeout)
         .acceptor(CappedAcceptor::new(limits.max_connections));
-    let mut server = axum_server::bind(listen)
+    let listener = bind_with_backlog(listen, limits.max_connections)?;
+    let mut server = axum_server::Server::from_listener(listener)
         .acceptor(acceptor)
         .handle(handle)
         .first_request_timeout(limits.header_read_timeout);
@@ -69,6 +70,27 @@ pub async fn serve(
         .http1()
         .header_read_timeout(limits.header_read_timeout);
     server.serve(app.into_make_service()).await
+}
+
+/// Binds `listen` with a kernel accept queue as deep as the connection cap.
+///
+/// Tokio (like the standard library) listens with a backlog of 128. When more
+/// connections arrive at once than the queue holds (an API server reopening
+/// its pool after a restart, or a burst of clients), the kernel drops the
+/// overflow: a dropped SYN stalls that caller for a full second of
+/// retransmission, a dropped final ACK leaves a connection the client thinks
+/// is open and the webhook never sees. The kernel caps the queue at
+/// `net.core.somaxconn`.
+fn bind_with_backlog(listen: SocketAddr, backlog: usize) -> io::Result<tokio::net::TcpListener> {
+    let socket = match listen {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    socket.listen(u32::try_from(backlog.max(1)).unwrap_or(u32::MAX))
 }
 
 /// Admits a connection only while fewer than `max` are open; the permit
@@ -185,6 +207,30 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (client, _server) = tokio::join!(TcpStream::connect(addr), listener.accept());
         client.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_the_default_backlog_waits_in_the_accept_queue() {
+        // 300 connections and nobody accepting: with tokio's default backlog
+        // of 128 the kernel would drop the rest; with the cap as backlog,
+        // every connect completes and every one is accepted afterwards.
+        let listener = bind_with_backlog("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..300 {
+            clients.push(
+                tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+                    .await
+                    .expect("connect completes without a retransmitted SYN")
+                    .unwrap(),
+            );
+        }
+        for _ in 0..300 {
+            tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .expect("every queued connection is accepted")
+                .unwrap();
+        }
     }
 
     #[tokio::test]
