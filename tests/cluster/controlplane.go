@@ -113,10 +113,14 @@ func startAPIServer(args []string) <-chan error {
 	return done
 }
 
+// adminRESTConfig is how the harness talks to kube-apiserver as admin.
+func adminRESTConfig(server, caFile, token string) *rest.Config {
+	return &rest.Config{Host: server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAFile: caFile}, QPS: 50, Burst: 100}
+}
+
 // waitForAPIServer polls /readyz as admin until it answers ok.
 func waitForAPIServer(ctx context.Context, server, caFile, token string, apiDone <-chan error) (*kubernetes.Clientset, error) {
-	cfg := &rest.Config{Host: server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAFile: caFile}, QPS: 50, Burst: 100}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(adminRESTConfig(server, caFile, token))
 	if err != nil {
 		return nil, err
 	}
@@ -213,9 +217,14 @@ var controllers = "namespace-controller,garbage-collector-controller,serviceacco
 
 // nodeControllers are added when pods run: the Node loses its not-ready taint
 // once Ready (and gets it back if the kubelet stops reporting), Services get
-// endpoints (kube-proxy routes to them), and orphaned pods are collected.
+// endpoints (kube-proxy routes to them), orphaned pods are collected, claims
+// bind to the node's local volumes (and are protected while in use),
+// PodDisruptionBudgets are kept, CronJobs run, finished Jobs expire.
 var nodeControllers = ",node-lifecycle-controller,endpoints-controller,endpointslice-controller," +
-	"endpointslice-mirroring-controller,pod-garbage-collector-controller"
+	"endpointslice-mirroring-controller,pod-garbage-collector-controller," +
+	"persistentvolume-binder-controller,persistentvolume-protection-controller," +
+	"persistentvolumeclaim-protection-controller,disruption-controller,cronjob-controller," +
+	"ttl-after-finished-controller"
 
 // runControllerManager runs kube-controller-manager in this process. Its cobra
 // command would install a second signal handler, so the same steps run here directly.

@@ -270,6 +270,7 @@ func run(dir string, opts options) error {
 			n, err := startNode(ctx, nodeConfig{
 				dir: dir, net: nn, binDir: opts.nodeBin, images: opts.nodeImages,
 				server: server, apiPort: apiPort, pk: pk, np: np, admin: cs,
+				adminConfig: adminRESTConfig(server, pk.caCert, admin.token),
 			})
 			if err != nil {
 				bootErr <- err

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // nodeName is the Node's name; each cluster has its own API, so one name fits all.
@@ -44,6 +45,8 @@ type nodeConfig struct {
 	pk      *pki
 	np      *nodePKI
 	admin   *kubernetes.Clientset
+	// adminConfig is admin's client configuration, for the add-ons.
+	adminConfig *rest.Config
 }
 
 // checkNodeTools fails early, with what to do, when a program the node needs is missing.
@@ -143,6 +146,9 @@ func startNode(ctx context.Context, c nodeConfig) (*node, error) {
 	if err := checkNetwork(c.net, c.apiPort, "after the node is Ready"); err != nil {
 		return fail(err)
 	}
+	if err := installAddons(ctx, c.adminConfig, c.admin, c.net, nd.paths); err != nil {
+		return fail(err)
+	}
 	if err := nd.writeFacts(c, ctr, time.Since(start)); err != nil {
 		return fail(err)
 	}
@@ -234,6 +240,8 @@ func (nd *node) writeFacts(c nodeConfig, ctr string, took time.Duration) error {
 		"SERVICE_CIDR=" + c.net.serviceCIDR.String(),
 		"KUBERNETES_SERVICE_IP=" + c.net.kubernetesServiceIP().String(),
 		"API_SERVER_FOR_PODS=https://" + c.net.kubernetesServiceIP().String() + ":443",
+		"CLUSTER_DNS=" + c.net.clusterDNSIP().String(),
+		"CLUSTER_DOMAIN=" + clusterDomain,
 		"API_SERVER_ENDPOINT=" + c.server,
 		"NETNS=" + c.net.netns,
 		"HOST_INTERFACE=" + c.net.hostIf,

@@ -18,6 +18,7 @@ type nodePaths struct {
 	cniIPAM       string // host-local's allocations
 	logs          string
 	socket        string // containerd's CRI and API socket
+	volumes       string // the local PersistentVolumes' directories (kept across restarts)
 }
 
 func pathsFor(dir string, n *nodeNet) nodePaths {
@@ -32,6 +33,7 @@ func pathsFor(dir string, n *nodeNet) nodePaths {
 		cniIPAM:       filepath.Join(root, "cni", "ipam"),
 		logs:          filepath.Join(root, "logs"),
 		socket:        filepath.Join(n.runDir(), "containerd.sock"),
+		volumes:       filepath.Join(root, "volumes"),
 	}
 }
 
@@ -167,6 +169,8 @@ cgroupRoot: /%[6]s
 failCgroupV1: false
 failSwapOn: false
 resolvConf: ""
+clusterDNS: [%[8]s]
+clusterDomain: %[9]s
 podLogsDir: %[7]q
 registerNode: true
 rotateCertificates: false
@@ -179,7 +183,8 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 maxPods: 110
-`, n.nodeIP, np.kubeletServingCert, np.kubeletServKey, caFile, p.socket, n.cgroup(), p.podLogs)
+`, n.nodeIP, np.kubeletServingCert, np.kubeletServKey, caFile, p.socket, n.cgroup(), p.podLogs,
+		n.clusterDNSIP(), clusterDomain)
 	return file, os.WriteFile(file, []byte(conf), 0o644)
 }
 

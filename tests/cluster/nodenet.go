@@ -69,6 +69,9 @@ func (n *nodeNet) bridgeIP() net.IP { return offset(n.podCIDR, 1) }
 // address of the Service range, as kube-apiserver allocates it.
 func (n *nodeNet) kubernetesServiceIP() net.IP { return offset(n.serviceCIDR, 1) }
 
+// clusterDNSIP is Service kube-system/kube-dns's ClusterIP, as kubeadm picks it.
+func (n *nodeNet) clusterDNSIP() net.IP { return offset(n.serviceCIDR, 10) }
+
 // runDir holds this slot's sockets (containerd, its shims).
 func (n *nodeNet) runDir() string { return filepath.Join(nodeRunRoot, strconv.Itoa(n.slot)) }
 

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod addons;
 mod api_access;
 mod isolation;
 mod kubelet_api;

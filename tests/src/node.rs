@@ -43,6 +43,9 @@ pub struct NodeFacts {
     pub kubernetes_service_ip: String,
     /// How pods reach the API server: `https://<kubernetes ClusterIP>:443`.
     pub api_server_for_pods: String,
+    /// The ClusterIP of Service `kube-system/kube-dns` (CoreDNS), the
+    /// kubelet's `clusterDNS`.
+    pub cluster_dns: String,
     /// The network namespace the node runs in.
     pub netns: String,
     /// The host's end of the node's veth.
@@ -72,6 +75,7 @@ impl NodeFacts {
             service_cidr: get("SERVICE_CIDR")?,
             kubernetes_service_ip: get("KUBERNETES_SERVICE_IP")?,
             api_server_for_pods: get("API_SERVER_FOR_PODS")?,
+            cluster_dns: get("CLUSTER_DNS")?,
             netns: get("NETNS")?,
             host_interface: get("HOST_INTERFACE")?,
             ready_seconds: get("NODE_READY_SECONDS")?.parse()?,
