@@ -32,6 +32,23 @@ impl Default for Kustomize {
     }
 }
 
+/// `binary` as a path to run: itself when it names a directory
+/// (`/usr/local/bin/kustomize`, `./kustomize`), else the first executable file
+/// of that name in the directories of `path` (a `PATH` value).
+fn on_path(binary: &Path, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if binary.components().count() > 1 {
+        return Some(binary.to_path_buf());
+    }
+    std::env::split_paths(path?)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(binary))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// An address nothing listens on: a proxy there makes every HTTP fetch fail at once.
 const DEAD_PROXY: &str = "http://127.0.0.1:9";
 
@@ -45,7 +62,16 @@ impl Kustomize {
         };
         let empty_path = scratch.join("bin");
         std::fs::create_dir_all(&empty_path).map_err(|e| failed(e.to_string()))?;
-        let mut command = Command::new(&self.binary);
+        // The child's PATH is empty, and a program named without a directory
+        // is looked up on the child's PATH: find it on the agent's own first.
+        let program =
+            on_path(&self.binary, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+                failed(format!(
+                    "{} not found on the agent's PATH (set --kustomize to its path)",
+                    self.binary.display()
+                ))
+            })?;
+        let mut command = Command::new(&program);
         command
             .arg("build")
             .arg(dir)
@@ -178,6 +204,39 @@ mod tests {
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
+    }
+
+    #[test]
+    fn a_bare_program_name_is_found_on_the_agents_path_not_the_emptied_one() {
+        // As the agent image runs it: `kustomize` (the default) in
+        // /usr/local/bin, while the build itself gets an empty PATH.
+        let bin = tempfile::tempdir().unwrap();
+        let found = script(bin.path(), "exit 0");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let path = std::env::join_paths([elsewhere.path(), bin.path()]).unwrap();
+        assert_eq!(
+            on_path(Path::new("kustomize"), Some(&path)),
+            Some(found.clone())
+        );
+        assert_eq!(on_path(&found, None), Some(found));
+        assert_eq!(
+            on_path(Path::new("kustomize"), Some(elsewhere.path().as_os_str())),
+            None
+        );
+    }
+
+    #[test]
+    fn a_kustomize_missing_from_path_is_named_in_the_error() {
+        let repo = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let err = kustomize(PathBuf::from("kustomize-that-is-not-installed"))
+            .build(repo.path(), scratch.path(), "apps")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("kustomize-that-is-not-installed not found on the agent's PATH"),
+            "{err}"
+        );
     }
 
     fn kustomize(binary: PathBuf) -> Kustomize {
