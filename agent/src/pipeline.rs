@@ -241,8 +241,16 @@ impl Pipeline {
         async move {
             let set = self.manifests(&revision).await?;
             // The webhook registers these itself; they are git's all the same.
-            let registered =
-                gitwarden_agent::admission_chain::registered_configurations(set.manifests());
+            // A repository without gitwarden's install keeps the installed ones.
+            let registered = match gitwarden_agent::admission_chain::registered_configurations(
+                set.manifests(),
+            ) {
+                Some(in_git) => in_git,
+                None => {
+                    gitwarden_agent::admission_chain::live_registered_configurations(&self.client)
+                        .await
+                }
+            };
             let git = GitObjects::new(
                 revision.commit.clone(),
                 set.object_refs()

@@ -28,5 +28,5 @@ mod verdict;
 pub use arming::{Arming, arming};
 pub use kind::{ADMISSION_GROUP, AdmissionKind};
 pub use policy::{PolicyInForce, PolicySource, PolicyTracker, PolicyUpdate};
-pub use registered::registered_configurations;
+pub use registered::{live_registered_configurations, registered_configurations};
 pub use verdict::{GitObjects, Verdict, judge, key};
