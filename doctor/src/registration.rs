@@ -18,6 +18,10 @@ use gitwarden_shared::names::{
 /// The label selector of the webhook's pods (`deploy/base/webhook.yaml`).
 const WEBHOOK_PODS: &str = "app.kubernetes.io/name=gitwarden,app.kubernetes.io/component=webhook";
 
+/// The label selector of the certificate bootstrap Job's pods (set by the Job
+/// controller).
+const BOOTSTRAP_JOB_PODS: &str = "batch.kubernetes.io/job-name=gitwarden-certs-bootstrap";
+
 /// One finding naming the first stuck step, for a cluster where the
 /// ValidatingWebhookConfiguration does not exist.
 pub async fn why_unregistered(client: &Client, system_namespace: &str) -> Finding {
@@ -52,10 +56,17 @@ pub async fn why_unregistered(client: &Client, system_namespace: &str) -> Findin
                 .as_ref()
                 .is_some_and(|d| d.get("tls.crt").is_some_and(|v| !v.0.is_empty())) => {}
         Ok(_) => {
+            // The Job runs the webhook's image: an image that cannot be
+            // pulled shows here first, and is the thing to fix.
+            let job_pods = pod_states(client, system_namespace, BOOTSTRAP_JOB_PODS).await;
+            let job_pods = match job_pods {
+                Ok(states) if !states.is_empty() => format!("; its pods: {}", states.join("; ")),
+                _ => String::new(),
+            };
             return Finding::critical(
                 CHECK,
                 format!(
-                    "nothing enforces: Secret {system_namespace}/{WEBHOOK_TLS_SECRET} holds no serving certificate yet, so no webhook replica can answer; check Job gitwarden-certs-bootstrap (`kubectl -n {system_namespace} logs job/gitwarden-certs-bootstrap`) or cert-manager's Certificate gitwarden-webhook-tls"
+                    "nothing enforces: Secret {system_namespace}/{WEBHOOK_TLS_SECRET} holds no serving certificate yet, so no webhook replica can answer; check Job gitwarden-certs-bootstrap (`kubectl -n {system_namespace} logs job/gitwarden-certs-bootstrap`) or cert-manager's Certificate gitwarden-webhook-tls{job_pods}"
                 ),
             );
         }
@@ -66,9 +77,8 @@ pub async fn why_unregistered(client: &Client, system_namespace: &str) -> Findin
             );
         }
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), system_namespace);
-    let listed = match pods.list(&ListParams::default().labels(WEBHOOK_PODS)).await {
-        Ok(list) => list.items,
+    let states = match pod_states(client, system_namespace, WEBHOOK_PODS).await {
+        Ok(states) => states,
         Err(e) => {
             return Finding::critical(
                 CHECK,
@@ -76,7 +86,7 @@ pub async fn why_unregistered(client: &Client, system_namespace: &str) -> Findin
             );
         }
     };
-    if listed.is_empty() {
+    if states.is_empty() {
         return Finding::critical(
             CHECK,
             format!(
@@ -84,7 +94,6 @@ pub async fn why_unregistered(client: &Client, system_namespace: &str) -> Findin
             ),
         );
     }
-    let states: Vec<String> = listed.iter().map(pod_state).collect();
     Finding::critical(
         CHECK,
         format!(
@@ -92,6 +101,17 @@ pub async fn why_unregistered(client: &Client, system_namespace: &str) -> Findin
             states.join("; ")
         ),
     )
+}
+
+/// The state of every pod matching `selector`, as [`pod_state`] says it.
+async fn pod_states(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<String>, kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let listed = pods.list(&ListParams::default().labels(selector)).await?;
+    Ok(listed.items.iter().map(pod_state).collect())
 }
 
 /// `gitwarden-webhook-0: ImagePullBackOff (Back-off pulling image "…")`.

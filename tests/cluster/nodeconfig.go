@@ -142,7 +142,8 @@ func writeCNIConfig(p nodePaths, n *nodeNet) error {
 // cgroupfs, no swap check, no host resolv.conf), the kubelet API secured as on
 // a real node (client certificates from the cluster CA, webhook authentication
 // and authorisation), and no eviction or image garbage collection driven by
-// the host's disk, which the node shares with everything else.
+// the host's disk, which the node shares with everything else (as kind sets
+// it: a host with little free space must not taint the node with disk pressure).
 func writeKubeletConfig(p nodePaths, n *nodeNet, caFile string, np *nodePKI) (string, error) {
 	file := filepath.Join(p.root, "kubelet.yaml")
 	conf := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -177,9 +178,9 @@ rotateCertificates: false
 serverTLSBootstrap: false
 evictionHard:
   memory.available: "1%%"
-  nodefs.available: "1%%"
-  nodefs.inodesFree: "1%%"
-  imagefs.available: "1%%"
+  nodefs.available: "0%%"
+  nodefs.inodesFree: "0%%"
+  imagefs.available: "0%%"
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 maxPods: 110

@@ -12,6 +12,7 @@ pub mod binaries;
 pub mod cluster;
 pub mod doctor;
 pub mod git;
+pub mod install;
 pub mod kubectl;
 pub mod loopback;
 pub mod namespace;

@@ -1,0 +1,12 @@
+//! gitwarden installed on a real node the way a user installs it, end to end:
+//! images built from their Containerfiles, one `kubectl apply -k` of an
+//! overlay of `deploy/base`, the repository served by a git server inside the
+//! cluster. The certificates, the webhook's registration, the agents' leader
+//! election and the first sync all happen in the cluster; the tests assert
+//! the cluster's state. Needs root and `scripts/node-prereqs` (tests/cluster).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod broken_image;
+mod happy_path;
+mod installed;

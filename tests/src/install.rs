@@ -1,0 +1,233 @@
+//! gitwarden installed into a [`NodeCluster`] the way a user installs it:
+//! images built from their Containerfiles (`tests/images/build`, with the
+//! binaries this cargo just built) and imported into the node, a git server in
+//! the cluster serving the repository to the pods, and one
+//! `kubectl apply -k OVERLAY` (an overlay of `deploy/base` under
+//! `tests/testdata/node/`). Nothing else is run from the workstation: the
+//! certificates, the webhook's registration and the first sync all happen in
+//! the cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::Identity;
+use crate::binaries::binary;
+use crate::cluster::repo_root;
+use crate::git::{Repo, try_git};
+use crate::kubectl::KubectlOutput;
+use crate::node::{NodeCluster, run_host};
+use crate::testdata;
+
+/// gitwarden's namespace, as deploy/base names it.
+pub const SYSTEM_NAMESPACE: &str = "gitwarden-system";
+
+/// The repository the install's agent follows (the overlay's GITWARDEN_REPO).
+pub const REPO_IN_CLUSTER: &str = "http://git-server.git.svc:8080/cluster.git";
+
+/// The images the install and its repository run: `tests/images/images.list` names.
+const IMAGES: &[&str] = &["agent", "webhook", "git-server", "demo-web"];
+
+/// The gitwarden binaries the agent and webhook images copy.
+const IMAGE_BINARIES: &[&str] = &[
+    "gitwarden-agent",
+    "gitwarden-webhook",
+    "gitwarden-certs",
+    "gitwarden-doctor",
+];
+
+static ARCHIVES: OnceLock<std::result::Result<Vec<PathBuf>, String>> = OnceLock::new();
+
+/// The image archives of [`IMAGES`], built once per test binary from the
+/// workspace's current binaries (a cached layer makes a rebuild take about a
+/// second when nothing changed).
+pub fn image_archives() -> Result<Vec<PathBuf>> {
+    ARCHIVES
+        .get_or_init(|| build_images().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!("building the images failed: {e}"))
+}
+
+fn build_images() -> Result<Vec<PathBuf>> {
+    let mut bin_dir = None;
+    for package in IMAGE_BINARIES {
+        let path = binary(package)?;
+        bin_dir = path.parent().map(Path::to_path_buf);
+    }
+    let bin_dir = bin_dir.context("no binaries built")?;
+    let out = std::env::temp_dir().join(format!("gitwarden-images-{}", std::process::id()));
+    remove_abandoned_image_dirs();
+    let run = run_host(
+        Command::new(repo_root().join("tests/images/build"))
+            .arg(&out)
+            .args(IMAGES)
+            .env("GITWARDEN_BIN_DIR", &bin_dir),
+    );
+    if !run.success {
+        bail!("tests/images/build failed:\n{}", run.stderr);
+    }
+    Ok(IMAGES
+        .iter()
+        .map(|name| out.join(format!("{name}.oci.tar")))
+        .collect())
+}
+
+/// Removes the image directories of test processes that are gone (each
+/// holds a few hundred MB of archives).
+fn remove_abandoned_image_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("gitwarden-images-"))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// How long the install may take to become ready on this shared 2-core
+/// machine: a bound for a broken install to show, not a performance goal.
+pub const INSTALL_LIMIT: Duration = Duration::from_secs(300);
+
+/// A node cluster prepared for an install: images imported, the git server
+/// running and the repository pushed to it.
+pub struct InstallTarget<'a> {
+    node: &'a NodeCluster,
+    repo: Repo,
+    push_url: String,
+}
+
+impl<'a> InstallTarget<'a> {
+    /// Imports the images, starts the git server, pushes
+    /// `tests/testdata/node/cluster-repo` to it as the first commit on main.
+    pub fn prepare(node: &'a NodeCluster) -> Result<InstallTarget<'a>> {
+        let archives = image_archives()?;
+        let mut import = Command::new(repo_root().join("tests/cluster/node/import-images"));
+        import.arg(node.dir()).args(&archives);
+        let out = run_host(&mut import);
+        if !out.success {
+            bail!("importing the images failed: {}", out.stderr);
+        }
+        let git_server = node.kubectl_full(
+            &node.kubeconfig(Identity::Admin),
+            &["apply", "-f", "-"],
+            &testdata::read("node/git-server.yaml")?,
+            &[],
+        );
+        if !git_server.success {
+            bail!("starting the git server failed: {}", git_server.stderr);
+        }
+        let pod_ip = wait_blocking(Duration::from_secs(120), || {
+            let out = node.kubectl(
+                Identity::Admin,
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    "git",
+                    "-l",
+                    "app=git-server",
+                    "-o",
+                    "jsonpath={range .items[*]}{.status.podIP} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+                ],
+            );
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_suffix(" True").map(str::to_string))
+        })
+        .context("the git server never became Ready")?;
+        let repo = Repo::new()?;
+        copy_tree(&testdata::dir().join("node/cluster-repo"), repo.path())?;
+        repo.commit_all("The cluster: the shop application")?;
+        let push_url = format!("http://{pod_ip}:8080/cluster.git");
+        try_git(repo.path(), &["push", "-q", &push_url, "HEAD:main"])?;
+        Ok(InstallTarget {
+            node,
+            repo,
+            push_url,
+        })
+    }
+
+    /// The work tree of the cluster's repository.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Commits everything in the work tree and pushes it; the commit's id.
+    pub fn commit_and_push(&self, message: &str) -> Result<String> {
+        let id = self.repo.commit_all(message)?;
+        try_git(
+            self.repo.path(),
+            &["push", "-q", &self.push_url, "HEAD:main"],
+        )?;
+        Ok(id)
+    }
+
+    /// The id of the commit last pushed.
+    pub fn head(&self) -> Result<String> {
+        try_git(self.repo.path(), &["rev-parse", "HEAD"])
+    }
+
+    /// The one install command: `kubectl apply -k tests/testdata/node/OVERLAY`
+    /// as admin.
+    pub fn install(&self, overlay: &str) -> KubectlOutput {
+        let dir = testdata::dir().join("node").join(overlay);
+        self.node.kubectl(
+            Identity::Admin,
+            &["apply", "-k", &dir.display().to_string()],
+        )
+    }
+}
+
+/// Copies a directory tree (regular files only).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Polls `probe` every half second until it returns `Some` or `limit` passes.
+pub fn wait_blocking<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `kubectl get … -o jsonpath=TEMPLATE` as admin; empty when it fails.
+pub fn jsonpath(node: &NodeCluster, args: &[&str], template: &str) -> String {
+    let mut all: Vec<&str> = vec!["get"];
+    all.extend_from_slice(args);
+    let template = format!("jsonpath={template}");
+    all.extend_from_slice(&["-o", &template]);
+    let out = node.kubectl(Identity::Admin, &all);
+    if out.success {
+        out.stdout.trim().to_string()
+    } else {
+        String::new()
+    }
+}
