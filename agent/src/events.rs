@@ -98,6 +98,43 @@ pub(crate) async fn record_drift_events(
     }
 }
 
+/// Puts a Warning Event `HealthCheckFailed` on every workload the sync
+/// changed that was not Current when the health wait ended, as Flux's
+/// kustomize-controller reports a failed health check: `kubectl describe`
+/// on the Deployment shows that git's change did not become ready, and why.
+pub(crate) async fn record_health_events(
+    recorder: &kube::runtime::events::Recorder,
+    synced: &gitwarden_agent::status::Synced,
+    timeout: std::time::Duration,
+) {
+    use gitwarden_agent::health::HealthStatus;
+    use kube::runtime::events::EventType;
+    for w in &synced.health {
+        let Some(object) = &w.reference else {
+            continue;
+        };
+        if w.health.status == HealthStatus::Current {
+            continue;
+        }
+        let note = format!(
+            "not ready {} after applying git revision {}: {:?}: {}",
+            humantime::format_duration(timeout),
+            synced.commit,
+            w.health.status,
+            w.health.message
+        );
+        publish_on(
+            recorder,
+            object,
+            EventType::Warning,
+            "HealthCheckFailed",
+            "HealthCheck",
+            note,
+        )
+        .await;
+    }
+}
+
 /// The break-glass windows already announced with a `BreakGlassHeld` Event:
 /// (object, end of window). Only the windows still held are remembered, so
 /// the set stays as small as the number of open windows.

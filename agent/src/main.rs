@@ -323,6 +323,12 @@ async fn print_status(url: &str, kubeconfig: Option<&std::path::Path>) -> anyhow
         Standing::Leading => println!("leader:        leading"),
         Standing::Starting => println!("leader:        starting"),
     }
+    for w in &s.workloads {
+        println!(
+            "workload:      {} {:?}: {}",
+            w.object, w.health.status, w.health.message
+        );
+    }
     let guard = match s.admission_guard.state {
         gitwarden_agent::status::GuardState::Off => "off",
         gitwarden_agent::status::GuardState::Waiting => "waiting",

@@ -311,6 +311,7 @@ impl Pipeline {
             })
             .map(|o| o.object.clone())
             .collect();
+        let mut references = std::collections::HashMap::new();
         let refs: Vec<HealthRef> = set
             .manifests()
             .iter()
@@ -319,11 +320,9 @@ impl Pipeline {
             })
             .filter_map(|m| {
                 let resolved = self.applier.discovery().resolve(&m.gvk)?;
-                Some(HealthRef::new(
-                    resolved.resource.clone(),
-                    m.namespace.as_deref(),
-                    &m.name,
-                ))
+                let r = HealthRef::new(resolved.resource.clone(), m.namespace.as_deref(), &m.name);
+                references.insert(r.to_string(), m.object_ref());
+                Some(r)
             })
             .collect();
         if refs.is_empty() {
@@ -336,9 +335,16 @@ impl Pipeline {
                 if !health.status.is_settled() || health.status == gitwarden_agent::health::HealthStatus::Failed {
                     tracing::warn!(object = %r, status = ?health.status, message = %health.message, "workload not ready");
                 }
-                WorkloadHealth { object: r.to_string(), health }
+                let object = r.to_string();
+                let reference = references.get(&object).cloned();
+                WorkloadHealth { object, reference, health }
             })
             .collect()
+    }
+
+    /// How long a sync waits for the workloads it changed to be ready.
+    pub fn health_timeout(&self) -> std::time::Duration {
+        self.health_timeout
     }
 
     /// What a sync would do, without writing.

@@ -256,6 +256,15 @@ impl Reporter {
         });
     }
 
+    /// Records the health of the workloads a sync changed; a sync that
+    /// changed none keeps the last ones.
+    pub fn health(&self, workloads: &[gitwarden_agent::status::WorkloadHealth]) {
+        if workloads.is_empty() {
+            return;
+        }
+        self.update(|s| s.workloads = workloads.to_vec());
+    }
+
     /// Records a failed sync; the applied revision stays as it was.
     pub fn failure(&self, error: String) {
         self.failures.inc();

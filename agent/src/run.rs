@@ -79,6 +79,9 @@ pub async fn sync_loop(
                     crate::events::record_drift_events(&recorder, &synced).await;
                 }
                 crate::events::record_break_glass_events(&recorder, &synced, &mut announced).await;
+                crate::events::record_health_events(&recorder, &synced, pipeline.health_timeout())
+                    .await;
+                reporter.health(&synced.health);
                 crate::refusals::record(
                     &recorder,
                     &reporter,

@@ -54,6 +54,11 @@ pub struct Status {
     pub last_success: Option<String>,
     /// The last sync's report (objects, pruned, writes).
     pub last_report: Option<SyncReport>,
+    /// The health (kstatus rules) of the workloads the last change created
+    /// or configured, when the wait after it ended (at most the health
+    /// timeout); kept until a sync changes workloads again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadHealth>,
     /// Objects re-applied because someone changed them outside git, since start.
     pub drift_healed: u64,
     /// Objects reverted to git after their break-glass window closed, since start.
@@ -187,6 +192,10 @@ pub struct Synced {
 pub struct WorkloadHealth {
     /// The object.
     pub object: String,
+    /// The object as git names it, for Events on it (not part of the
+    /// status document: `object` says it for people).
+    #[serde(skip)]
+    pub reference: Option<ObjectRef>,
     /// `Current`, `InProgress`, `Failed`, … and why.
     #[serde(flatten)]
     pub health: crate::health::ObjectHealth,

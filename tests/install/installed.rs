@@ -2,7 +2,7 @@
 //! by the tests that need a working install.
 
 use gitwarden_tests::install::{
-    INSTALL_LIMIT, InstallTarget, SYSTEM_NAMESPACE, jsonpath, wait_blocking,
+    INSTALL_LIMIT, InstallTarget, SYSTEM_NAMESPACE, jsonpath, synced_revision, wait_blocking,
 };
 use gitwarden_tests::node::NodeCluster;
 use std::sync::OnceLock;
@@ -101,17 +101,44 @@ pub fn wait_until_enforcing_and_synced(node: &NodeCluster, commit: &str) -> anyh
     Ok(())
 }
 
-/// The revisions of the agent's inventory shards (the commits it applied).
-pub fn synced_revision(node: &NodeCluster) -> String {
-    jsonpath(
+/// Tests that stop or restart gitwarden's pods hold this for writing; the
+/// others hold it for reading, so they never run while gitwarden is down.
+pub static DISRUPTION: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds the install steady for the rest of a test.
+pub fn steady() -> std::sync::RwLockReadGuard<'static, ()> {
+    DISRUPTION.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds the install for a test that disrupts it.
+pub fn disrupting() -> std::sync::RwLockWriteGuard<'static, ()> {
+    DISRUPTION.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The leading agent's pod (the Lease's holder is `<pod>_<random>`).
+pub fn leader_pod(node: &NodeCluster) -> String {
+    let holder = jsonpath(
         node,
-        &[
-            "configmaps",
-            "-n",
-            SYSTEM_NAMESPACE,
-            "-l",
-            gitwarden_shared::source::INVENTORY_LABEL,
-        ],
-        "{.items[*].data.revision}",
+        &["lease", "gitwarden-agent", "-n", SYSTEM_NAMESPACE],
+        "{.spec.holderIdentity}",
+    );
+    holder.split('_').next().unwrap_or_default().to_string()
+}
+
+/// A pod's IP (the host routes the pod range to the node).
+pub fn pod_ip(node: &NodeCluster, namespace: &str, pod: &str) -> String {
+    jsonpath(node, &["pod", pod, "-n", namespace], "{.status.podIP}")
+}
+
+/// `gitwarden-agent status` against the leading agent, as admin (the agent
+/// reviews admin's token); its output.
+pub fn agent_status(node: &NodeCluster) -> gitwarden_tests::kubectl::KubectlOutput {
+    let leader = leader_pod(node);
+    let url = format!("http://{}:8080", pod_ip(node, SYSTEM_NAMESPACE, &leader));
+    let agent = gitwarden_tests::binaries::binary("gitwarden-agent").unwrap();
+    gitwarden_tests::node::run_host(
+        std::process::Command::new(agent)
+            .args(["status", "--url", &url, "--kubeconfig"])
+            .arg(node.kubeconfig(gitwarden_tests::Identity::Admin)),
     )
 }

@@ -7,6 +7,11 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod bound_token;
 mod broken_image;
+mod disaster_recovery;
+mod failover;
 mod happy_path;
 mod installed;
+mod side_doors;
+mod workload_health;

@@ -105,12 +105,40 @@ pub struct InstallTarget<'a> {
     node: &'a NodeCluster,
     repo: Repo,
     push_url: String,
+    /// One change at a time: tests sharing the install push to one branch.
+    changing: std::sync::Mutex<()>,
 }
 
 impl<'a> InstallTarget<'a> {
     /// Imports the images, starts the git server, pushes
     /// `tests/testdata/node/cluster-repo` to it as the first commit on main.
     pub fn prepare(node: &'a NodeCluster) -> Result<InstallTarget<'a>> {
+        Self::prepare_with(node, |repo| {
+            copy_tree(&testdata::dir().join("node/cluster-repo"), repo.path())?;
+            repo.write(GITWARDEN_IN_GIT, &render_overlay("install")?)?;
+            repo.commit_all("The cluster: gitwarden and the shop application")?;
+            Ok(())
+        })
+    }
+
+    /// Prepares `node` like [`InstallTarget::prepare`], with a copy of this
+    /// target's repository, history and all: the same commits, served by
+    /// `node`'s own git server (a cluster rebuilt elsewhere, from the same
+    /// repository).
+    pub fn mirror<'b>(&self, node: &'b NodeCluster) -> Result<InstallTarget<'b>> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let source = self.repo.path().display().to_string();
+        InstallTarget::prepare_with(node, |repo| {
+            try_git(repo.path(), &["fetch", "-q", &source, "main"])?;
+            try_git(repo.path(), &["reset", "-q", "--hard", "FETCH_HEAD"])?;
+            Ok(())
+        })
+    }
+
+    fn prepare_with(
+        node: &'a NodeCluster,
+        fill: impl FnOnce(&Repo) -> Result<()>,
+    ) -> Result<InstallTarget<'a>> {
         let archives = image_archives()?;
         let mut import = Command::new(repo_root().join("tests/cluster/node/import-images"));
         import.arg(node.dir()).args(&archives);
@@ -147,24 +175,35 @@ impl<'a> InstallTarget<'a> {
         })
         .context("the git server never became Ready")?;
         let repo = Repo::new()?;
-        copy_tree(&testdata::dir().join("node/cluster-repo"), repo.path())?;
-        repo.commit_all("The cluster: the shop application")?;
+        fill(&repo)?;
         let push_url = format!("http://{pod_ip}:8080/cluster.git");
         try_git(repo.path(), &["push", "-q", &push_url, "HEAD:main"])?;
         Ok(InstallTarget {
             node,
             repo,
             push_url,
+            changing: std::sync::Mutex::new(()),
         })
     }
 
-    /// The work tree of the cluster's repository.
-    pub fn repo(&self) -> &Repo {
-        &self.repo
-    }
-
-    /// Commits everything in the work tree and pushes it; the commit's id.
-    pub fn commit_and_push(&self, message: &str) -> Result<String> {
+    /// Writes `files` (path, content; `None` removes the file), commits
+    /// them and pushes; the commit's id. Tests under the same install each
+    /// change their own directory of the repository (the path holds no
+    /// kustomization, so every directory is read).
+    pub fn change(&self, files: &[(&str, Option<&str>)], message: &str) -> Result<String> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, content) in files {
+            match content {
+                Some(content) => {
+                    self.repo.write(path, content)?;
+                }
+                None => {
+                    let full = self.repo.path().join(path);
+                    std::fs::remove_file(&full)
+                        .with_context(|| format!("removing {}", full.display()))?;
+                }
+            }
+        }
         let id = self.repo.commit_all(message)?;
         try_git(
             self.repo.path(),
@@ -187,6 +226,63 @@ impl<'a> InstallTarget<'a> {
             &["apply", "-k", &dir.display().to_string()],
         )
     }
+}
+
+/// `TEMPLATE` over the agent's inventory shards (the ConfigMaps labelled
+/// `gitwarden.io/inventory`).
+fn inventory(node: &NodeCluster, template: &str) -> String {
+    jsonpath(
+        node,
+        &[
+            "configmaps",
+            "-n",
+            SYSTEM_NAMESPACE,
+            "-l",
+            gitwarden_shared::source::INVENTORY_LABEL,
+        ],
+        template,
+    )
+}
+
+/// The revisions of the agent's inventory shards: the commits it applied.
+pub fn synced_revision(node: &NodeCluster) -> String {
+    inventory(node, "{.items[*].data.revision}")
+}
+
+/// The objects the agent's inventory lists (`Kind namespace/name`), sorted:
+/// what the agent applied from git.
+pub fn inventory_objects(node: &NodeCluster) -> std::collections::BTreeSet<String> {
+    let entries = inventory(node, "{range .items[*]}{.data.entries}{\"\\n\"}{end}");
+    entries
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let n = fields.len();
+            (n >= 3).then(|| format!("{} {}", fields[n - 2], fields[n - 1]))
+        })
+        .collect()
+}
+
+/// Where the repository holds gitwarden's own install.
+pub const GITWARDEN_IN_GIT: &str = "gitwarden/gitwarden.yaml";
+
+/// `kubectl kustomize tests/testdata/node/OVERLAY`: an install as the
+/// repository holds it.
+pub fn render_overlay(overlay: &str) -> Result<String> {
+    let dir = testdata::dir().join("node").join(overlay);
+    let out = Command::new(crate::kubectl::kubectl_binary()?)
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .context("running kubectl kustomize")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl kustomize {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Copies a directory tree (regular files only).

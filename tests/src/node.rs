@@ -52,6 +52,11 @@ pub struct NodeFacts {
     pub host_interface: String,
     /// Seconds from the node's start to Ready and schedulable.
     pub ready_seconds: f64,
+    /// containerd's `ctr` and the node's containerd socket, for what a
+    /// node-level failure does (a container's process killed).
+    pub ctr: String,
+    /// The node's containerd socket.
+    pub containerd_address: String,
 }
 
 impl NodeFacts {
@@ -79,6 +84,8 @@ impl NodeFacts {
             netns: get("NETNS")?,
             host_interface: get("HOST_INTERFACE")?,
             ready_seconds: get("NODE_READY_SECONDS")?.parse()?,
+            ctr: get("CTR")?,
+            containerd_address: get("CONTAINERD_ADDRESS")?,
         })
     }
 }
@@ -252,6 +259,46 @@ impl NodeCluster {
         let mut args = vec!["exec", "-n", namespace, pod, "--"];
         args.extend_from_slice(command);
         self.kubectl(crate::Identity::Admin, &args)
+    }
+
+    /// Kills the first container of a pod with SIGKILL through containerd,
+    /// as a crash or the OOM killer would: no API request, no graceful
+    /// shutdown; the kubelet then restarts it.
+    pub fn kill_container(&self, namespace: &str, pod: &str) -> Result<()> {
+        let out = self.kubectl(
+            crate::Identity::Admin,
+            &[
+                "get",
+                "pod",
+                pod,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.containerStatuses[0].containerID}",
+            ],
+        );
+        let id = out
+            .stdout
+            .trim()
+            .strip_prefix("containerd://")
+            .with_context(|| format!("pod {namespace}/{pod} has no running container: {out:?}"))?
+            .to_string();
+        let facts = self.facts()?;
+        let kill = run_host(Command::new(&facts.ctr).args([
+            "--address",
+            &facts.containerd_address,
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "--signal",
+            "SIGKILL",
+            &id,
+        ]));
+        if !kill.success {
+            bail!("ctr tasks kill {id}: {}", kill.stderr);
+        }
+        Ok(())
     }
 
     /// The harness's network checks on this node (`tests/cluster/node/check`):
