@@ -333,3 +333,29 @@ async fn a_resync_of_many_objects_read_by_one_list_rewrites_only_what_changed_ou
     let third = s.sync();
     assert_eq!(third.report.write_requests, 0, "{}", json(&third.report));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_and_its_new_service_account_are_applied_from_one_commit() {
+    let s = AgentSetup::new("agent-pod-sa").await;
+    s.commit(
+        &[(
+            "app/worker.yaml",
+            &testdata::read("agent/worker-pod.yaml").unwrap(),
+        )],
+        "a worker and its account",
+    );
+    let report = s.sync();
+    assert!(
+        actions(&report).iter().all(|(_, a)| *a == Action::Created),
+        "{}",
+        json(&report.report)
+    );
+    let account = s.kubectl(&[
+        "get",
+        "pod",
+        "worker",
+        "-o",
+        "jsonpath={.spec.serviceAccountName}",
+    ]);
+    assert_eq!(account.expect_success(), "worker");
+}

@@ -18,6 +18,9 @@ pub(crate) struct Observed<'a> {
     pub hash: &'a str,
     /// Whether its kind is served (it can be dry-run before any apply).
     pub addressable: bool,
+    /// For a Pod: the service account it runs as (the API server refuses a
+    /// Pod, dry-run included, whose service account does not exist yet).
+    pub service_account: Option<String>,
     /// What the cluster holds for it.
     pub live: &'a Live,
 }
@@ -30,6 +33,9 @@ pub(crate) enum Validation {
     /// Right after the revision's CRDs and Namespaces are applied: its kind
     /// is not served yet, or its namespace is new in this revision.
     Deferred,
+    /// Right after the revision's setup (service accounts among it) is
+    /// applied: a Pod whose service account is new in this revision.
+    AfterSetup,
 }
 
 /// What the sync does with one object of the revision.
@@ -63,6 +69,17 @@ impl Decision {
         }
     }
 
+    /// The same decision with its dry-run at `when`; a decision that
+    /// applies nothing stays as it is.
+    pub(crate) fn validated(self, when: Validation) -> Self {
+        match self {
+            Decision::Create(_) => Decision::Create(when),
+            Decision::Change(_) => Decision::Change(when),
+            Decision::Revert(_) => Decision::Revert(when),
+            other => other,
+        }
+    }
+
     /// Whether the object is applied.
     pub(crate) fn applies(self) -> bool {
         self.validation().is_some()
@@ -92,11 +109,32 @@ pub(crate) fn decide<'i>(
         .filter(|o| is_namespace(&o.object) && matches!(o.live, Live::Absent))
         .map(|o| o.object.name.as_str())
         .collect();
+    let new_service_accounts: HashSet<(&str, &str)> = observed
+        .iter()
+        .filter(|o| is_service_account(&o.object) && matches!(o.live, Live::Absent))
+        .map(|o| {
+            (
+                o.object.namespace.as_deref().unwrap_or_default(),
+                o.object.name.as_str(),
+            )
+        })
+        .collect();
     let decided: Vec<Decision> = observed
         .iter()
-        .map(|o| decide_one(o, previous.entries.get(&o.object), &new_namespaces, now))
+        .map(|o| {
+            let mut decision = decide_one(o, previous.entries.get(&o.object), &new_namespaces, now);
+            let waits_for_its_account = o.service_account.as_deref().is_some_and(|sa| {
+                new_service_accounts
+                    .contains(&(o.object.namespace.as_deref().unwrap_or_default(), sa))
+            });
+            if waits_for_its_account {
+                decision = decision.validated(Validation::AfterSetup);
+            }
+            decision
+        })
         .collect();
     drop(new_namespaces);
+    drop(new_service_accounts);
     let current: HashSet<&ObjectRef> = observed.iter().map(|o| &o.object).collect();
     let prune = previous
         .entries
@@ -168,6 +206,10 @@ fn is_namespace(object: &ObjectRef) -> bool {
     object.group.is_empty() && object.kind == "Namespace"
 }
 
+fn is_service_account(object: &ObjectRef) -> bool {
+    object.group.is_empty() && object.kind == "ServiceAccount"
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -216,8 +258,13 @@ mod tests {
             object,
             hash: HASH,
             addressable: !matches!(live, Live::Unaddressable),
+            service_account: None,
             live,
         }
+    }
+
+    fn of_kind(kind: &str, ns: &str, name: &str) -> ObjectRef {
+        ObjectRef::new(&GroupVersionKind::gvk("", "v1", kind), Some(ns), name)
     }
 
     /// The previous inventory: `objects` as applied at `HASH` and the
@@ -250,6 +297,49 @@ mod tests {
         let live = Live::Absent;
         let d = decision(observed(config_map("shop", "a"), &live), &applied(&[]));
         assert_eq!(d, Decision::Create(Validation::Early));
+    }
+
+    #[test]
+    fn a_pod_whose_service_account_is_new_in_the_revision_is_validated_after_setup() {
+        let absent = Live::Absent;
+        let pod = |sa: &str| Observed {
+            service_account: Some(sa.to_string()),
+            ..observed(of_kind("Pod", "shop", "worker"), &absent)
+        };
+        let revision = vec![
+            observed(of_kind("ServiceAccount", "shop", "worker"), &absent),
+            pod("worker"),
+        ];
+        let nothing_before = applied(&[]);
+        let decided = decide(revision, &nothing_before, now());
+        assert_eq!(decided.objects[0].1, Decision::Create(Validation::Early));
+        assert_eq!(
+            decided.objects[1].1,
+            Decision::Create(Validation::AfterSetup)
+        );
+        // An account that exists already, or lives in another namespace,
+        // does not wait.
+        let elsewhere = vec![
+            observed(of_kind("ServiceAccount", "other", "worker"), &absent),
+            pod("worker"),
+        ];
+        assert_eq!(
+            decide(elsewhere, &applied(&[]), now()).objects[1].1,
+            Decision::Create(Validation::Early)
+        );
+        let present = Live::Present {
+            resource_version: "7".into(),
+            fields: "fields-7".into(),
+            break_glass: None,
+        };
+        let existing = vec![
+            observed(of_kind("ServiceAccount", "shop", "worker"), &present),
+            pod("worker"),
+        ];
+        assert_eq!(
+            decide(existing, &applied(&[]), now()).objects[1].1,
+            Decision::Create(Validation::Early)
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl Applier {
         };
         let mut early: Vec<&Planned<'_>> = Vec::new();
         let mut deferred: Vec<&Planned<'_>> = Vec::new();
+        let mut after_setup: Vec<&Planned<'_>> = Vec::new();
         let mut reverts: Vec<&Planned<'_>> = Vec::new();
         let mut held_windows: Vec<Held> = Vec::new();
         for (p, (object, decision)) in run.planned.iter().zip(objects) {
@@ -83,6 +84,7 @@ impl Applier {
             match decision.validation() {
                 Some(Validation::Early) => early.push(p),
                 Some(Validation::Deferred) => deferred.push(p),
+                Some(Validation::AfterSetup) => after_setup.push(p),
                 None => {}
             }
             if decision != Decision::Skip {
@@ -111,7 +113,9 @@ impl Applier {
             "validated: the API server accepted every object in a dry-run"
         );
 
-        let mut results = self.apply_phases(ctx, run, &decided, &deferred).await?;
+        let mut results = self
+            .apply_phases(ctx, run, &decided, &deferred, &after_setup)
+            .await?;
         let mut reverted = self.revert(ctx, &reverts, &results).await;
 
         let outcome = prune(
@@ -188,13 +192,24 @@ impl Applier {
         run: &Run<'_, '_>,
         decided: &Decided<'_, '_>,
         deferred: &[&Planned<'_>],
+        after_setup: &[&Planned<'_>],
     ) -> Result<HashMap<ObjectRef, Applied>, SyncError> {
         let mut results: HashMap<ObjectRef, Applied> = HashMap::new();
         let mut late_validated = deferred.is_empty();
+        let mut after_setup_validated = after_setup.is_empty();
         for (phase, manifests) in run.set.apply_phases() {
             if phase > Phase::Namespaces && !late_validated {
                 late_validated = true;
                 if let Err(error) = self.validate_late(ctx, deferred).await {
+                    self.save_partial(ctx, run, &mut results).await;
+                    return Err(error);
+                }
+            }
+            // Pods whose service account this revision creates: the API
+            // server refuses them (dry-run included) until it exists.
+            if phase > Phase::Setup && !after_setup_validated {
+                after_setup_validated = true;
+                if let Err(error) = self.validate_late(ctx, after_setup).await {
                     self.save_partial(ctx, run, &mut results).await;
                     return Err(error);
                 }
@@ -322,7 +337,7 @@ impl Applier {
     }
 
     /// Dry-runs the objects that could not be validated before the CRDs and
-    /// Namespaces of the revision existed.
+    /// Namespaces (or the service accounts) of the revision existed.
     async fn validate_late(
         &self,
         ctx: &SyncContext,

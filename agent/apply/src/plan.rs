@@ -50,8 +50,25 @@ impl<'a> Planned<'a> {
             object: self.manifest.object_ref(),
             hash: self.body.hash(),
             addressable: self.resolved.is_some(),
+            service_account: self.pod_service_account(),
             live: &self.live,
         }
+    }
+
+    /// The service account a bare Pod runs as (`default` when it names
+    /// none); `None` for every other kind.
+    fn pod_service_account(&self) -> Option<String> {
+        let gvk = &self.manifest.gvk;
+        if !(gvk.group.is_empty() && gvk.kind == "Pod") {
+            return None;
+        }
+        let spec = self.manifest.field("spec");
+        let named = spec.as_ref().and_then(|s| {
+            s.get("serviceAccountName")
+                .or_else(|| s.get("serviceAccount"))
+                .and_then(|v| v.as_str())
+        });
+        Some(named.unwrap_or("default").to_string())
     }
 
     /// The break-glass change on the live object, if any.
