@@ -311,8 +311,7 @@ impl Pipeline {
             })
             .map(|o| o.object.clone())
             .collect();
-        let mut references = std::collections::HashMap::new();
-        let refs: Vec<HealthRef> = set
+        let (refs, objects): (Vec<HealthRef>, Vec<_>) = set
             .manifests()
             .iter()
             .filter(|m| {
@@ -321,23 +320,22 @@ impl Pipeline {
             .filter_map(|m| {
                 let resolved = self.applier.discovery().resolve(&m.gvk)?;
                 let r = HealthRef::new(resolved.resource.clone(), m.namespace.as_deref(), &m.name);
-                references.insert(r.to_string(), m.object_ref());
-                Some(r)
+                Some((r, m.object_ref()))
             })
-            .collect();
+            .unzip();
         if refs.is_empty() {
             return Vec::new();
         }
+        // In the order of `refs`, so each result has its object beside it.
         let results = wait_for_health(&self.client, &refs, self.health_timeout).await;
         results
             .into_iter()
-            .map(|(r, health)| {
+            .zip(objects)
+            .map(|((r, health), reference)| {
                 if !health.status.is_settled() || health.status == gitwarden_agent::health::HealthStatus::Failed {
                     tracing::warn!(object = %r, status = ?health.status, message = %health.message, "workload not ready");
                 }
-                let object = r.to_string();
-                let reference = references.get(&object).cloned();
-                WorkloadHealth { object, reference, health }
+                WorkloadHealth { object: r.to_string(), reference: Some(reference), health }
             })
             .collect()
     }

@@ -69,17 +69,6 @@ impl Decision {
         }
     }
 
-    /// The same decision with its dry-run at `when`; a decision that
-    /// applies nothing stays as it is.
-    pub(crate) fn validated(self, when: Validation) -> Self {
-        match self {
-            Decision::Create(_) => Decision::Create(when),
-            Decision::Change(_) => Decision::Change(when),
-            Decision::Revert(_) => Decision::Revert(when),
-            other => other,
-        }
-    }
-
     /// Whether the object is applied.
     pub(crate) fn applies(self) -> bool {
         self.validation().is_some()
@@ -119,22 +108,15 @@ pub(crate) fn decide<'i>(
             )
         })
         .collect();
+    let new_objects = NewInRevision {
+        namespaces: new_namespaces,
+        service_accounts: new_service_accounts,
+    };
     let decided: Vec<Decision> = observed
         .iter()
-        .map(|o| {
-            let mut decision = decide_one(o, previous.entries.get(&o.object), &new_namespaces, now);
-            let waits_for_its_account = o.service_account.as_deref().is_some_and(|sa| {
-                new_service_accounts
-                    .contains(&(o.object.namespace.as_deref().unwrap_or_default(), sa))
-            });
-            if waits_for_its_account {
-                decision = decision.validated(Validation::AfterSetup);
-            }
-            decision
-        })
+        .map(|o| decide_one(o, previous.entries.get(&o.object), &new_objects, now))
         .collect();
-    drop(new_namespaces);
-    drop(new_service_accounts);
+    drop(new_objects);
     let current: HashSet<&ObjectRef> = observed.iter().map(|o| &o.object).collect();
     let prune = previous
         .entries
@@ -150,19 +132,31 @@ pub(crate) fn decide<'i>(
     Decisions { objects, prune }
 }
 
+/// What the revision creates that other objects of it may need before
+/// the API server accepts them, even in a dry-run.
+struct NewInRevision<'a> {
+    /// Namespaces (by name).
+    namespaces: HashSet<&'a str>,
+    /// ServiceAccounts (namespace, name).
+    service_accounts: HashSet<(&'a str, &'a str)>,
+}
+
 /// The decision for one object, `previous` its inventory entry.
 fn decide_one(
     o: &Observed<'_>,
     previous: Option<&InventoryEntry>,
-    new_namespaces: &HashSet<&str>,
+    new: &NewInRevision<'_>,
     now: jiff::Timestamp,
 ) -> Decision {
-    let in_new_namespace = o
-        .object
-        .namespace
-        .as_deref()
-        .is_some_and(|ns| new_namespaces.contains(ns));
-    let validation = if o.addressable && !in_new_namespace {
+    let namespace = o.object.namespace.as_deref();
+    let in_new_namespace = namespace.is_some_and(|ns| new.namespaces.contains(ns));
+    let account_is_new = o.service_account.as_deref().is_some_and(|sa| {
+        new.service_accounts
+            .contains(&(namespace.unwrap_or_default(), sa))
+    });
+    let validation = if account_is_new {
+        Validation::AfterSetup
+    } else if o.addressable && !in_new_namespace {
         Validation::Early
     } else {
         Validation::Deferred
