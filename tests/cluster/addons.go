@@ -55,7 +55,7 @@ const (
 func installAddons(ctx context.Context, cfg *rest.Config, cs *kubernetes.Clientset, n *nodeNet, p nodePaths) error {
 	start := time.Now()
 	manifest := strings.ReplaceAll(coreDNSManifest, "${CLUSTER_DNS}", n.clusterDNSIP().String())
-	if err := applyManifest(ctx, cfg, manifest+"\n---\n"+storageManifest); err != nil {
+	if err := applyManifest(ctx, cfg, cs, manifest+"\n---\n"+storageManifest); err != nil {
 		return fmt.Errorf("applying the node's add-ons: %w", err)
 	}
 	if err := createLocalVolumes(ctx, cs, p); err != nil {
@@ -90,12 +90,8 @@ func deploymentAvailable(d *appsv1.Deployment) bool {
 }
 
 // applyManifest server-side applies every document of a multi-document YAML.
-func applyManifest(ctx context.Context, cfg *rest.Config, manifest string) error {
+func applyManifest(ctx context.Context, cfg *rest.Config, cs *kubernetes.Clientset, manifest string) error {
 	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}

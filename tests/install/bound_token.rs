@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use gitwarden_tests::Identity;
-use gitwarden_tests::install::{jsonpath, wait_blocking};
+use gitwarden_tests::install::jsonpath;
+use gitwarden_tests::wait::wait_blocking;
 
 use crate::installed::{installed, steady};
 

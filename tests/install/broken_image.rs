@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use gitwarden_tests::Identity;
 use gitwarden_tests::doctor::doctor_text;
-use gitwarden_tests::install::{InstallTarget, SYSTEM_NAMESPACE, jsonpath, wait_blocking};
+use gitwarden_tests::install::{InstallTarget, SYSTEM_NAMESPACE, jsonpath};
 use gitwarden_tests::node::NodeCluster;
+use gitwarden_tests::wait::wait_blocking;
 
 #[test]
 fn an_image_that_cannot_be_pulled_leaves_the_cluster_writable_and_doctor_says_why() {

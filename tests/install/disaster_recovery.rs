@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use gitwarden_tests::install::{inventory_objects, jsonpath, synced_revision, wait_blocking};
+use gitwarden_tests::install::{inventory_objects, jsonpath, synced_revision, wait_ready_replicas};
 use gitwarden_tests::node::NodeCluster;
+use gitwarden_tests::wait::wait_blocking;
 
 use crate::installed::{disrupting, installed, wait_until_enforcing_and_synced};
 
@@ -33,14 +34,14 @@ fn a_fresh_cluster_with_the_same_install_and_repository_converges_to_the_same_ob
     wait_until_enforcing_and_synced(&second, &head).unwrap();
     let converged = started.elapsed();
     // Healthy, not just present: the application's pods run.
-    let ready = wait_blocking(Duration::from_secs(120), || {
-        (jsonpath(
-            &second,
-            &["deployment", "web", "-n", "shop"],
-            "{.status.readyReplicas}",
-        ) == "2")
-            .then_some(())
-    });
+    let ready = wait_ready_replicas(
+        &second,
+        "shop",
+        "deployment",
+        "web",
+        2,
+        Duration::from_secs(120),
+    );
     assert!(
         ready.is_some(),
         "shop/web never became ready on the rebuilt cluster"

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use gitwarden_tests::Identity;
 use gitwarden_tests::install::{
-    GITWARDEN_IN_GIT, SYSTEM_NAMESPACE, jsonpath, render_overlay, wait_blocking,
+    GITWARDEN_IN_GIT, SYSTEM_NAMESPACE, jsonpath, render_overlay, wait_ready_replicas,
 };
 use gitwarden_tests::node::NodeCluster;
+use gitwarden_tests::wait::wait_blocking;
 
 use crate::installed::{disrupting, installed, leader_pod};
 
@@ -134,14 +135,14 @@ fn alices_write(node: &NodeCluster, n: usize) -> Refusal {
 }
 
 fn wait_webhook_ready(node: &NodeCluster) {
-    let ready = wait_blocking(Duration::from_secs(180), || {
-        (jsonpath(
-            node,
-            &["statefulset", "gitwarden-webhook", "-n", SYSTEM_NAMESPACE],
-            "{.status.readyReplicas}",
-        ) == "2")
-            .then_some(())
-    });
+    let ready = wait_ready_replicas(
+        node,
+        SYSTEM_NAMESPACE,
+        "statefulset",
+        "gitwarden-webhook",
+        2,
+        Duration::from_secs(180),
+    );
     assert!(ready.is_some(), "the webhook's replicas did not come back");
 }
 

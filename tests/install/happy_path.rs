@@ -6,9 +6,13 @@
 use std::time::Duration;
 
 use gitwarden_tests::Identity;
-use gitwarden_tests::install::{SYSTEM_NAMESPACE, jsonpath, synced_revision, wait_blocking};
+use gitwarden_tests::install::{SYSTEM_NAMESPACE, jsonpath, synced_revision, wait_ready_replicas};
+use gitwarden_tests::wait::wait_blocking;
 
 use crate::installed::installed;
+
+/// How long a replica count may take to settle here.
+const TWO_MINUTES: Duration = Duration::from_secs(120);
 
 #[test]
 fn one_apply_gives_an_enforcing_gitwarden_that_runs_the_repository() {
@@ -87,7 +91,14 @@ fn one_apply_gives_an_enforcing_gitwarden_that_runs_the_repository() {
 
     // Both webhook replicas run, each with its audit volume bound.
     assert_eq!(
-        wait_ready_replicas(node, "statefulset", "gitwarden-webhook", 2),
+        wait_ready_replicas(
+            node,
+            SYSTEM_NAMESPACE,
+            "statefulset",
+            "gitwarden-webhook",
+            2,
+            TWO_MINUTES
+        ),
         Some(2)
     );
     for claim in ["audit-gitwarden-webhook-0", "audit-gitwarden-webhook-1"] {
@@ -103,7 +114,14 @@ fn one_apply_gives_an_enforcing_gitwarden_that_runs_the_repository() {
     }
     // Two agents, one leader, which is one of them.
     assert_eq!(
-        wait_ready_replicas(node, "deployment", "gitwarden-agent", 2),
+        wait_ready_replicas(
+            node,
+            SYSTEM_NAMESPACE,
+            "deployment",
+            "gitwarden-agent",
+            2,
+            TWO_MINUTES
+        ),
         Some(2)
     );
     let leader = jsonpath(
@@ -138,7 +156,10 @@ fn one_apply_gives_an_enforcing_gitwarden_that_runs_the_repository() {
         ),
         "hello from git"
     );
-    assert_eq!(wait_ready_replicas(node, "deployment", "web", 2), Some(2));
+    assert_eq!(
+        wait_ready_replicas(node, "shop", "deployment", "web", 2, TWO_MINUTES),
+        Some(2)
+    );
     assert!(!synced_revision(node).is_empty());
 
     // And nobody else writes: cluster-admin is refused, pointed at the file.
@@ -192,34 +213,11 @@ fn a_pushed_commit_reaches_the_cluster() {
     });
     assert_eq!(version.as_deref(), Some("2"));
     assert!(
-        wait_blocking(Duration::from_secs(60), || synced_revision(node)
-            .contains(&commit)
+        wait_blocking(Duration::from_secs(60), || installed
+            .target
+            .applied(&commit)
             .then_some(()))
-        .is_some()
+        .is_some(),
+        "the agent never applied {commit} or a later commit"
     );
-}
-
-/// Waits (up to two minutes) until `kind/name` in its namespace reports
-/// `want` ready replicas; the last count seen.
-fn wait_ready_replicas(
-    node: &gitwarden_tests::node::NodeCluster,
-    kind: &str,
-    name: &str,
-    want: usize,
-) -> Option<usize> {
-    let namespace = if name == "web" {
-        "shop"
-    } else {
-        SYSTEM_NAMESPACE
-    };
-    wait_blocking(Duration::from_secs(120), || {
-        let n: usize = jsonpath(
-            node,
-            &[kind, name, "-n", namespace],
-            "{.status.readyReplicas}",
-        )
-        .parse()
-        .unwrap_or(0);
-        (n >= want).then_some(n)
-    })
 }

@@ -2,9 +2,10 @@
 //! by the tests that need a working install.
 
 use gitwarden_tests::install::{
-    INSTALL_LIMIT, InstallTarget, SYSTEM_NAMESPACE, jsonpath, synced_revision, wait_blocking,
+    INSTALL_LIMIT, InstallTarget, SYSTEM_NAMESPACE, jsonpath, synced_revision,
 };
 use gitwarden_tests::node::NodeCluster;
+use gitwarden_tests::wait::wait_blocking;
 use std::sync::OnceLock;
 
 /// A node cluster with gitwarden installed, enforcing and synced.

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use gitwarden_tests::install::{jsonpath, wait_blocking};
+use gitwarden_tests::install::jsonpath;
+use gitwarden_tests::wait::wait_blocking;
 
 use crate::installed::{agent_status, installed, steady};
 

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -21,6 +21,7 @@ use crate::git::{Repo, try_git};
 use crate::kubectl::KubectlOutput;
 use crate::node::{NodeCluster, run_host};
 use crate::testdata;
+use crate::wait::wait_blocking;
 
 /// gitwarden's namespace, as deploy/base names it.
 pub const SYSTEM_NAMESPACE: &str = "gitwarden-system";
@@ -217,6 +218,22 @@ impl<'a> InstallTarget<'a> {
         try_git(self.repo.path(), &["rev-parse", "HEAD"])
     }
 
+    /// Whether the agent has applied `commit` or a later commit of the
+    /// branch: other tests of the same install push too, and the agent may
+    /// go from an older commit straight past this one.
+    pub fn applied(&self, commit: &str) -> bool {
+        let revisions = synced_revision(self.node);
+        let revisions: Vec<&str> = revisions.split_whitespace().collect();
+        !revisions.is_empty()
+            && revisions.iter().all(|revision| {
+                try_git(
+                    self.repo.path(),
+                    &["merge-base", "--is-ancestor", commit, revision],
+                )
+                .is_ok()
+            })
+    }
+
     /// The one install command: `kubectl apply -k tests/testdata/node/OVERLAY`
     /// as admin.
     pub fn install(&self, overlay: &str) -> KubectlOutput {
@@ -300,18 +317,26 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Polls `probe` every half second until it returns `Some` or `limit` passes.
-pub fn wait_blocking<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+/// Waits (up to `limit`) until `kind/name` in `namespace` reports at least
+/// `want` ready replicas; the count then, `None` if it never did.
+pub fn wait_ready_replicas(
+    node: &NodeCluster,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    want: usize,
+    limit: Duration,
+) -> Option<usize> {
+    wait_blocking(limit, || {
+        let n: usize = jsonpath(
+            node,
+            &[kind, name, "-n", namespace],
+            "{.status.readyReplicas}",
+        )
+        .parse()
+        .unwrap_or(0);
+        (n >= want).then_some(n)
+    })
 }
 
 /// `kubectl get … -o jsonpath=TEMPLATE` as admin; empty when it fails.

@@ -21,3 +21,18 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// [`wait_for`] for tests that are not async: polls `probe` every half
+/// second until it returns `Some` or `limit` passes.
+pub fn wait_blocking<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
