@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use gitwarden_tests::cluster::repo_root;
+use gitwarden_tests::kubectl::wait_condition;
 use gitwarden_tests::{Identity, TestCluster, wait_for};
 use serde_json::Value;
 
@@ -174,18 +175,19 @@ async fn the_cert_manager_overlay_is_accepted_by_a_server_side_dry_run_with_real
             )
             .expect_success();
     }
-    cluster
-        .kubectl(
-            Identity::Admin,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/issuers.cert-manager.io",
-                "crd/certificates.cert-manager.io",
-            ],
+    for crd in [
+        "crd/issuers.cert-manager.io",
+        "crd/certificates.cert-manager.io",
+    ] {
+        wait_condition(
+            &cluster.kubeconfig(Identity::Admin),
+            None,
+            crd,
+            "Established",
+            Duration::from_secs(60),
         )
-        .expect_success();
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
     let overlay = repo_root().join("deploy/overlays/cert-manager");
     // Discovery of the new kinds can trail the Established condition briefly.
     let mut last = String::new();

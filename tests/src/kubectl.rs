@@ -104,3 +104,38 @@ pub fn run_kubectl_full(
         Err(e) => panic!("running {}: {e}", bin.display()),
     }
 }
+
+/// Waits until `object` (`kind/name`, in `namespace` when given) reports
+/// condition `condition` as `True`; on timeout, says what it last saw.
+///
+/// Why not `kubectl wait --for=condition=…`: kubectl fails at once, instead
+/// of waiting, while a just-created object's `status.conditions` is still
+/// null (`.status.conditions accessor error: <nil>`), which is how a CRD or a
+/// Pod starts out.
+pub fn wait_condition(
+    kubeconfig: &Path,
+    namespace: Option<&str>,
+    object: &str,
+    condition: &str,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let jsonpath = format!("jsonpath={{.status.conditions[?(@.type==\"{condition}\")].status}}");
+    let mut args = vec!["get", object, "-o", jsonpath.as_str()];
+    if let Some(namespace) = namespace {
+        args.extend(["-n", namespace]);
+    }
+    let mut last = String::new();
+    let met = crate::wait::wait_blocking(limit, || {
+        let out = run_kubectl(kubeconfig, &args);
+        last = if out.success {
+            format!("condition {condition} is {:?}", out.stdout.trim())
+        } else {
+            out.stderr.trim().to_string()
+        };
+        (out.success && out.stdout.trim() == "True").then_some(())
+    });
+    match met {
+        Some(()) => Ok(()),
+        None => bail!("{object} did not become {condition} within {limit:?}: {last}"),
+    }
+}

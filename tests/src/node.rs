@@ -229,27 +229,19 @@ impl NodeCluster {
 
     /// Waits (up to two minutes) until pod `name` is Ready.
     pub fn wait_ready(&self, namespace: &str, name: &str) -> Result<()> {
-        let out = self.kubectl(
-            crate::Identity::Admin,
-            &[
-                "wait",
-                "-n",
-                namespace,
-                "--for=condition=Ready",
-                &format!("pod/{name}"),
-                "--timeout=120s",
-            ],
+        let ready = crate::kubectl::wait_condition(
+            &self.kubeconfig(crate::Identity::Admin),
+            Some(namespace),
+            &format!("pod/{name}"),
+            "Ready",
+            std::time::Duration::from_secs(120),
         );
-        if !out.success {
+        if let Err(e) = ready {
             let describe = self.kubectl(
                 crate::Identity::Admin,
                 &["describe", "-n", namespace, "pod", name],
             );
-            bail!(
-                "pod {namespace}/{name} not Ready: {}\n{}",
-                out.stderr,
-                describe.stdout
-            );
+            bail!("{e}\n{}", describe.stdout);
         }
         Ok(())
     }

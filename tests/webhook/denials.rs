@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use gitwarden_shared::audit::AuditDecision;
 use gitwarden_tests::Identity;
+use gitwarden_tests::kubectl::wait_condition;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::api::{Api, ListParams};
 
@@ -226,17 +227,14 @@ async fn cluster_roles_and_custom_resources_are_protected() {
 
     let group = format!("{}.gitwarden.test", s.ns());
     s.agent_apply(&s.fixture("webhook/widget-crd.yaml", &[("GROUP", &group)]));
-    s.cluster
-        .kubectl_with(
-            s.gitwarden.agent_kubeconfig(),
-            &[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/widgets.{group}"),
-                "--timeout=30s",
-            ],
-        )
-        .expect_success();
+    wait_condition(
+        s.gitwarden.agent_kubeconfig(),
+        None,
+        &format!("crd/widgets.{group}"),
+        "Established",
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let widget = s.fixture("webhook/widget.yaml", &[("GROUP", &group)]);
     let err = s
         .cluster
