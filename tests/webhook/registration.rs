@@ -77,6 +77,11 @@ impl Installed {
     /// A webhook registering from the template file, as the webhook's own
     /// service account; it has no policy until [`Installed::publish_policy`].
     async fn webhook(&self) -> LoopbackWebhook {
+        self.webhook_registering_every("300ms").await
+    }
+
+    /// [`Installed::webhook`] with `--register-interval INTERVAL`.
+    async fn webhook_registering_every(&self, interval: &str) -> LoopbackWebhook {
         LoopbackWebhook::launch(PolicySource::ConfigMap {
             kubeconfig: &self.webhook_kubeconfig,
             name: "gitwarden-system/gitwarden-policy",
@@ -85,7 +90,7 @@ impl Installed {
             "--reload-interval".into(),
             "300ms".into(),
             "--register-interval".into(),
-            "300ms".into(),
+            interval.into(),
             "--register-configurations".into(),
             self.template_path().into_os_string(),
         ])
@@ -317,6 +322,38 @@ async fn a_deleted_or_extended_configuration_is_put_back_as_the_template_says() 
             "{metrics}"
         );
     }
+}
+
+/// Deleting a configuration is the one change no webhook can refuse, and
+/// nothing enforces until it is back: the webhook watches its configurations
+/// and registers a deleted one again at once, not at its next interval (an
+/// hour here), and it registers them first as soon as it is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_configuration_is_registered_again_at_once_not_an_interval_later() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let installed = Installed::new().await;
+    let webhook = installed.webhook_registering_every("1h").await;
+    installed.write_template(&webhook);
+    installed.publish_policy();
+    for kind in [
+        "validatingwebhookconfiguration",
+        "mutatingwebhookconfiguration",
+    ] {
+        let live = installed
+            .wait_live(kind, "registered", |l| !bundles(l).is_empty())
+            .await;
+        let deleted = installed
+            .cluster
+            .kubectl(Identity::Admin, &["delete", kind, "gitwarden"]);
+        assert!(deleted.success, "{}", deleted.stderr);
+        let back = installed
+            .wait_live(kind, "registered again", |l| {
+                l["metadata"]["uid"] != live["metadata"]["uid"]
+            })
+            .await;
+        assert!(!bundles(&back).is_empty(), "{back}");
+    }
+    assert!(!installed.alice_can_write("after-the-deletions"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

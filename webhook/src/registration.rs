@@ -15,7 +15,9 @@
 //! that turns unready stops registering, it does not unregister. The live
 //! objects are compared with the template as the API server defaults it
 //! ([`admission_object::tampered`]): an added webhook entry, a match
-//! condition, a deleted configuration are put back within one interval. The
+//! condition, a deleted configuration are put back as soon as the watch on
+//! them reports the change (about one round trip), or within one interval
+//! when the watch is down. The
 //! agent keeps them too (the template ConfigMap is in its git), so they are
 //! restored while no webhook replica runs.
 //!
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures::StreamExt as _;
 use gitwarden_shared::admission_object::{self, TemplateError};
 use gitwarden_shared::names::WEBHOOK_FIELD_MANAGER;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
@@ -167,6 +170,9 @@ impl RegistrationMetrics {
     }
 }
 
+/// How often an unready replica checks whether it can register yet.
+const READINESS_POLL: Duration = Duration::from_millis(500);
+
 /// Keeps the configurations registered while this replica is ready.
 pub struct Registrar {
     client: kube::Client,
@@ -175,6 +181,8 @@ pub struct Registrar {
     metrics: Arc<RegistrationMetrics>,
     /// Template objects as the API server defaults them, per template body.
     defaulted: HashMap<String, (Value, Value)>,
+    /// Kind and name of each configuration of the template last read.
+    names: Vec<(String, String)>,
 }
 
 impl Registrar {
@@ -191,16 +199,34 @@ impl Registrar {
             readiness,
             metrics,
             defaulted: HashMap::new(),
+            names: Vec::new(),
         }
     }
 
-    /// Compares every interval, forever.
+    /// Compares every interval, and at once whenever a registered
+    /// configuration changes or is deleted, forever.
+    ///
+    /// Why the watch: deleting a webhook configuration is the one change to
+    /// gitwarden no webhook can refuse, and until it is back nothing
+    /// enforces. Waiting for the next interval left a cluster-admin up to
+    /// that long to write freely; the watch puts it back in about the time
+    /// of one request. The interval stays as the backstop for a watch that
+    /// is down.
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(self.options.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Watched once the template has been read: it names them.
+        let mut watched: Vec<(String, String)> = Vec::new();
+        let mut changes = self.changes(&watched);
         let mut waiting = false;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(()) = changes.next() => {}
+                // Until ready, look often: enforcement starts as soon as this
+                // replica can answer, not an interval later.
+                _ = tokio::time::sleep(READINESS_POLL), if waiting => {}
+            }
             if !self.readiness.ready() {
                 if !waiting {
                     tracing::info!(
@@ -217,6 +243,10 @@ impl Registrar {
             match result {
                 Ok(()) => {
                     self.metrics.registered.set(1);
+                    if self.names != watched {
+                        watched = self.names.clone();
+                        changes = self.changes(&watched);
+                    }
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
@@ -228,6 +258,32 @@ impl Registrar {
                 }
             }
         }
+    }
+
+    /// One item per change (apply or delete) of each configuration `names`
+    /// (kind, name), from a watch of each kind on exactly that name, which
+    /// the registration ClusterRole allows by name.
+    fn changes(&self, names: &[(String, String)]) -> futures::stream::BoxStream<'static, ()> {
+        use kube::runtime::{WatchStreamExt as _, watcher};
+        let watches = names.iter().cloned().map(|(kind, name)| {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource(&kind));
+            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            watcher(api, config)
+                .default_backoff()
+                .filter_map(move |event| {
+                    let changed = match event {
+                        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => true,
+                        Ok(_) => false,
+                        Err(e) => {
+                            tracing::debug!(%kind, error = %e, "watching the configuration failed; retrying");
+                            false
+                        }
+                    };
+                    std::future::ready(changed.then_some(()))
+                })
+                .boxed()
+        });
+        futures::stream::select_all(watches).boxed()
     }
 
     /// One comparison of every configuration of the template.
@@ -245,6 +301,15 @@ impl Registrar {
                 source,
             }
         })?;
+        self.names = template
+            .iter()
+            .filter_map(|o| {
+                Some((
+                    o["kind"].as_str()?.to_owned(),
+                    o["metadata"]["name"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
         let bundle = self.bundle().await?;
         for object in template {
             let outcome = self.reconcile_one(&object, &bundle).await?;
