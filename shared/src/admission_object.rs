@@ -111,6 +111,25 @@ pub fn with_ca_bundle(object: &Value, bundle: &str) -> Value {
     out
 }
 
+/// The Services (namespace, name) the webhooks of `object` call, each once,
+/// in order; webhooks called by URL call none. Registering a configuration
+/// before its Service has a ready endpoint makes every write it covers fail.
+pub fn called_services(object: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for webhook in object["webhooks"].as_array().into_iter().flatten() {
+        let service = &webhook["clientConfig"]["service"];
+        if let (Some(namespace), Some(name)) =
+            (service["namespace"].as_str(), service["name"].as_str())
+        {
+            let pair = (namespace.to_owned(), name.to_owned());
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+        }
+    }
+    out
+}
+
 /// The `caBundle` of every webhook of `object`, by webhook name (absent
 /// ones left out).
 pub fn ca_bundles(object: &Value) -> Vec<(String, String)> {
@@ -201,6 +220,22 @@ pub fn restored(git_body: &Value, live: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_called_services_are_listed_once_and_urls_call_none() {
+        let object = json!({"webhooks": [
+            {"clientConfig": {"service": {"namespace": "gitwarden-system", "name": "gitwarden-webhook"}}},
+            {"clientConfig": {"service": {"namespace": "gitwarden-system", "name": "gitwarden-webhook", "path": "/mutate"}}},
+            {"clientConfig": {"url": "https://127.0.0.1:8443/validate"}},
+        ]});
+        assert_eq!(
+            called_services(&object),
+            [(
+                "gitwarden-system".to_owned(),
+                "gitwarden-webhook".to_owned()
+            )]
+        );
+    }
 
     #[test]
     fn a_template_holds_webhook_configurations_and_skips_empty_documents() {

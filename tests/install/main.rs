@@ -13,5 +13,6 @@ mod disaster_recovery;
 mod failover;
 mod happy_path;
 mod installed;
+mod registration_gate;
 mod side_doors;
 mod workload_health;

@@ -36,7 +36,8 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use gitwarden_shared::admission_object::{self, TemplateError};
 use gitwarden_shared::names::WEBHOOK_FIELD_MANAGER;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -69,6 +70,10 @@ pub enum Outcome {
     BundleInjected,
     /// Equal to the template.
     Unchanged,
+    /// It did not exist, and the Service it calls has no ready endpoint
+    /// yet: not created, since the API server could reach no replica and
+    /// every write in the cluster would fail.
+    AwaitingEndpoints,
 }
 
 /// Why a comparison could not be made.
@@ -241,8 +246,8 @@ impl Registrar {
                 tracing::info_span!("registration", template = %self.options.template.display());
             let result = tracing::Instrument::instrument(self.reconcile(), span).await;
             match result {
-                Ok(()) => {
-                    self.metrics.registered.set(1);
+                Ok(registered) => {
+                    self.metrics.registered.set(i64::from(registered));
                     if self.names != watched {
                         watched = self.names.clone();
                         changes = self.changes(&watched);
@@ -286,8 +291,9 @@ impl Registrar {
         futures::stream::select_all(watches).boxed()
     }
 
-    /// One comparison of every configuration of the template.
-    pub async fn reconcile(&mut self) -> Result<(), RegistrationError> {
+    /// One comparison of every configuration of the template; whether all
+    /// of them are registered now.
+    pub async fn reconcile(&mut self) -> Result<bool, RegistrationError> {
         let path = &self.options.template;
         let text = tokio::fs::read_to_string(path).await.map_err(|source| {
             RegistrationError::ReadTemplate {
@@ -311,13 +317,21 @@ impl Registrar {
             })
             .collect();
         let bundle = self.bundle().await?;
+        let mut registered = true;
         for object in template {
             let outcome = self.reconcile_one(&object, &bundle).await?;
             self.metrics
                 .outcomes
                 .get_or_create(&OutcomeLabels { outcome })
                 .inc();
-            if outcome != Outcome::Unchanged {
+            if outcome == Outcome::AwaitingEndpoints {
+                registered = false;
+                tracing::info!(
+                    kind = object["kind"].as_str().unwrap_or_default(),
+                    name = object["metadata"]["name"].as_str().unwrap_or_default(),
+                    "not registered yet: the Service it calls has no ready endpoint, so the API server could reach no replica"
+                );
+            } else if outcome != Outcome::Unchanged {
                 tracing::info!(
                     kind = object["kind"].as_str().unwrap_or_default(),
                     name = object["metadata"]["name"].as_str().unwrap_or_default(),
@@ -326,7 +340,7 @@ impl Registrar {
                 );
             }
         }
-        Ok(())
+        Ok(registered)
     }
 
     /// The PEM bundle, checked to hold certificates.
@@ -374,6 +388,9 @@ impl Registrar {
         };
         let live = api.get_opt(&name).await.map_err(api_error("reading"))?;
         let Some(live) = live else {
+            if !self.services_ready(template).await? {
+                return Ok(Outcome::AwaitingEndpoints);
+            }
             let body = admission_object::with_ca_bundle(template, &bundle.base64);
             let object = dynamic(body, &kind, &name)?;
             api.create(&params, &object)
@@ -404,6 +421,46 @@ impl Registrar {
         } else {
             Outcome::BundleInjected
         })
+    }
+
+    /// Whether every Service the configuration's webhooks call has a ready
+    /// endpoint (URL-based webhooks need none).
+    ///
+    /// Why: this replica is ready before the kubelet says so. Its readiness
+    /// probe runs on its own period, and only then does the pod join the
+    /// Service. A configuration created in between sends every write to a
+    /// Service with no endpoints, and the API server refuses them all
+    /// ("no endpoints available") until the probe passes. An existing
+    /// configuration is restored without waiting: it is already enforcing.
+    async fn services_ready(&self, template: &Value) -> Result<bool, RegistrationError> {
+        for (namespace, name) in admission_object::called_services(template) {
+            let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
+            let params =
+                ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+            let listed = slices
+                .list(&params)
+                .await
+                .map_err(|source| RegistrationError::Api {
+                    verb: "listing the endpoints of",
+                    kind: "Service".to_owned(),
+                    name: format!("{namespace}/{name}"),
+                    source: Box::new(source),
+                })?;
+            let ready = listed.items.iter().any(|slice| {
+                slice.endpoints.iter().flatten().any(|endpoint| {
+                    // The API: an unset `ready` means ready.
+                    endpoint
+                        .conditions
+                        .as_ref()
+                        .and_then(|c| c.ready)
+                        .unwrap_or(true)
+                })
+            });
+            if !ready {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The template object as the API server defaults it (a dry-run create
