@@ -7,7 +7,8 @@
 //! [`health`], kstatus-style readiness of what was applied;
 //! [`admission_chain`], which admission objects may exist outside git;
 //! [`audit`], delivering the agent's own records to the webhook's audit log;
-//! and [`status`], the document the agent reports, typed for its readers.
+//! [`status`], the document the agent reports, typed for its readers; and
+//! [`leader_status`], a standby answering `/status` with the leader's.
 //! Fetching, loading and applying live in the `gitwarden-source`,
 //! `gitwarden-manifests` and `gitwarden-apply` crates; the binary wires them
 //! into `run`, `sync`, `diff` and `status`.
@@ -16,5 +17,6 @@ pub mod admission_chain;
 pub mod audit;
 pub mod health;
 pub mod leader;
+pub mod leader_status;
 pub mod standby;
 pub mod status;

@@ -186,12 +186,34 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         secret: read(&args.hook_secret_file)?,
         token: read(&args.hook_token_file)?,
     };
+    let identity = gitwarden_agent::leader::LeaseConfig::default_identity();
+    let here = gitwarden_agent::leader_status::Whereabouts::from_env();
+    // This replica's name in /status answers: its pod, else the base of its
+    // Lease identity (the host name outside a pod).
+    let replica = here
+        .pod
+        .clone()
+        .or_else(|| identity.rsplit_once('_').map(|(base, _)| base.to_owned()))
+        .unwrap_or_else(|| identity.clone());
+    // A standby answers /status with the leader's: the Service sends callers
+    // to any replica.
+    let leader = if args.leader_elect {
+        Some(Arc::new(gitwarden_agent::leader_status::LeaderStatus::new(
+            client.clone(),
+            here,
+            args.listen.port(),
+        )?))
+    } else {
+        None
+    };
     let app = server::router(server::ServerState {
         reporter: reporter.clone(),
         trigger: trigger.clone(),
         hook,
         status_auth: (args.status_auth == cli::StatusAuth::Kubernetes)
             .then(|| gitwarden_runtime::access::Reviewer::new(client.clone())),
+        leader,
+        replica: Arc::from(replica),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -236,7 +258,7 @@ async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
             ..gitwarden_agent::leader::LeaseConfig::new(
                 &args.lease_namespace,
                 &args.lease_name,
-                gitwarden_agent::leader::LeaseConfig::default_identity(),
+                identity,
             )
         };
         let watch_client = client.clone();
@@ -289,6 +311,7 @@ async fn print_status(url: &str, kubeconfig: Option<&std::path::Path>) -> anyhow
         .await
         .with_context(|| format!("GET {status_url}"))?;
     let code = response.status();
+    let answered = Answered::from_headers(response.headers());
     let body = response.text().await.unwrap_or_default();
     match (code.as_u16(), &no_token) {
         (200..=299, _) => {}
@@ -303,6 +326,7 @@ async fn print_status(url: &str, kubeconfig: Option<&std::path::Path>) -> anyhow
     }
     let s: gitwarden_agent::status::Status = serde_json::from_str(&body)
         .context("reading the agent's /status (a different version?)")?;
+    answered.tell();
     let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     println!("role:          {}", s.role);
     println!("source:        {}", s.source);
@@ -371,6 +395,43 @@ async fn print_status(url: &str, kubeconfig: Option<&std::path::Path>) -> anyhow
         println!("error:         {error}");
     }
     Ok(())
+}
+
+/// Who answered a /status request, from its headers (see
+/// [`gitwarden_agent::leader_status`]): a standby forwards to the leader.
+struct Answered {
+    by: Option<String>,
+    through: Option<String>,
+    leader_unreachable: Option<String>,
+}
+
+impl Answered {
+    fn from_headers(headers: &reqwest::header::HeaderMap) -> Self {
+        use gitwarden_shared::names;
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Answered {
+            by: text(names::STATUS_ANSWERED_BY_HEADER),
+            through: text(names::STATUS_FORWARDED_BY_HEADER),
+            leader_unreachable: text(names::STATUS_LEADER_UNREACHABLE_HEADER),
+        }
+    }
+
+    /// One line on stderr when a standby answered (stdout stays the status).
+    fn tell(&self) {
+        if let Some(why) = &self.leader_unreachable {
+            eprintln!(
+                "warning: {} is a standby and shows its own status: the leader could not be reached: {why}",
+                self.by.as_deref().unwrap_or("the replica that answered")
+            );
+        } else if let (Some(by), Some(through)) = (&self.by, &self.through) {
+            eprintln!("answered by the leader {by} (through {through})");
+        }
+    }
 }
 
 /// The word `/status` uses for an object's action.

@@ -2,19 +2,26 @@
 //! kubernetes` for callers RBAC allows `get` on the non-resource URL /status),
 //! /healthz, /readyz, /metrics and the push notification /hook (HMAC
 //! `X-Hub-Signature-256` or a bearer token).
+//!
+//! A standby answers /status with the leader's status (asked on the caller's
+//! behalf, see [`gitwarden_agent::leader_status`]), since the Service picks
+//! a replica at random; `x-gitwarden-status-scope: replica` asks a replica
+//! about itself.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 use crate::reporter::Reporter;
+use gitwarden_agent::leader_status::{self, LeaderStatus};
 use gitwarden_agent::status::Role;
+use gitwarden_shared::names;
 
 /// How /hook requests are authenticated.
 #[derive(Clone, Default)]
@@ -37,6 +44,11 @@ pub struct ServerState {
     /// Who may read /status: `None` anyone, otherwise callers whose own
     /// Kubernetes token RBAC allows `get` on the non-resource URL /status.
     pub status_auth: Option<gitwarden_runtime::access::Reviewer>,
+    /// Asks the leader when this replica is a standby (`None` without
+    /// leader election: this replica always leads).
+    pub leader: Option<Arc<LeaderStatus>>,
+    /// This replica's name (its pod), for `x-gitwarden-answered-by`.
+    pub replica: Arc<str>,
 }
 
 /// The router.
@@ -58,7 +70,39 @@ async fn status(State(s): State<ServerState>, headers: HeaderMap) -> Response {
         tracing::info!(status = refusal.status().as_u16(), error = %refusal, "status request refused");
         return refusal.into_response();
     }
-    axum::Json(s.reporter.status()).into_response()
+    let own = s.reporter.status();
+    let replica = header_value(&s.replica);
+    let forward = own.role == Role::Standby && !leader_status::replica_scope(&headers);
+    let unreachable = match (&s.leader, forward) {
+        (Some(leader), true) => match leader.ask(&own.leader_election, &headers).await {
+            Ok(answer) => {
+                let mut response = (answer.status, answer.body).into_response();
+                let out = response.headers_mut();
+                out.extend(answer.headers);
+                out.insert(names::STATUS_ANSWERED_BY_HEADER, header_value(&answer.pod));
+                out.insert(names::STATUS_FORWARDED_BY_HEADER, replica);
+                return response;
+            }
+            Err(why) => {
+                tracing::warn!(reason = %why,
+                    "a standby answers /status with its own status: the leader could not be reached");
+                Some(why.header_value())
+            }
+        },
+        _ => None,
+    };
+    let mut response = axum::Json(own).into_response();
+    let out = response.headers_mut();
+    out.insert(names::STATUS_ANSWERED_BY_HEADER, replica);
+    if let Some(why) = unreachable {
+        out.insert(names::STATUS_LEADER_UNREACHABLE_HEADER, why);
+    }
+    response
+}
+
+/// A name as a header value (`?` when it holds what a header cannot).
+fn header_value(name: &str) -> HeaderValue {
+    HeaderValue::from_str(name).unwrap_or_else(|_| HeaderValue::from_static("?"))
 }
 
 /// Ready once the first sync succeeded, or while standing by for leadership.

@@ -93,12 +93,30 @@ pub async fn check(probe: &Probe<'_>, max_age: Duration) -> Vec<Finding> {
         }
         let response = request.send().await?;
         let code = response.status().as_u16();
-        Ok::<_, reqwest::Error>((code, response.json::<Value>().await.ok()))
+        let unreachable = response
+            .headers()
+            .get(gitwarden_shared::names::STATUS_LEADER_UNREACHABLE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok::<_, reqwest::Error>((code, response.json::<Value>().await.ok(), unreachable))
     }
     .await;
     match fetched {
-        Ok((200..=299, Some(status))) => judge(&status, jiff::Timestamp::now(), max_age),
-        Ok((code @ (401 | 403), _)) => vec![Finding::warning(
+        Ok((200..=299, Some(status), unreachable)) => {
+            let mut findings = judge(&status, jiff::Timestamp::now(), max_age);
+            // Any replica behind the Service answers, a standby with the
+            // leader's status; one that could not ask it shows its own.
+            if let Some(why) = unreachable {
+                findings.push(Finding::warning(
+                    "agent/leader-unreachable",
+                    format!(
+                        "the agent replica at {status_url} is a standby and could not reach the leader to answer with its status: {why}"
+                    ),
+                ));
+            }
+            findings
+        }
+        Ok((code @ (401 | 403), _, _)) => vec![Finding::warning(
             "agent/status-refused",
             format!(
                 "the agent at {status_url} answers but refused doctor's credentials ({code}): {}",
@@ -109,7 +127,7 @@ pub async fn check(probe: &Probe<'_>, max_age: Duration) -> Vec<Finding> {
                 }
             ),
         )],
-        Ok((code, _)) => vec![Finding::critical(
+        Ok((code, _, _)) => vec![Finding::critical(
             "agent/status",
             format!("the agent's status at {status_url} answered {code} without a status document"),
         )],

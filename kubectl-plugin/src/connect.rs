@@ -99,6 +99,17 @@ impl Kube {
     }
 }
 
+/// An endpoint's answer.
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers (the API server's service proxy passes the
+    /// endpoint's through).
+    pub headers: http::HeaderMap,
+    /// The body, as text.
+    pub body: String,
+}
+
 /// One of gitwarden's endpoints, and how to reach it.
 pub struct Endpoint {
     /// `webhook` or `agent`, for messages.
@@ -153,8 +164,8 @@ impl Endpoint {
         Ok(Endpoint { name, route, token })
     }
 
-    /// GET `path_and_query`: the status and body, whatever the status.
-    pub async fn get(&self, path_and_query: &str) -> Result<(u16, String)> {
+    /// GET `path_and_query`: the status, headers and body, whatever the status.
+    pub async fn fetch(&self, path_and_query: &str) -> Result<Answer> {
         match &self.route {
             Route::Direct { url, http } => {
                 let full = format!("{url}{path_and_query}");
@@ -165,7 +176,13 @@ impl Endpoint {
                     .await
                     .with_context(|| format!("GET {full}"))?;
                 let status = resp.status().as_u16();
-                Ok((status, resp.text().await.unwrap_or_default()))
+                let headers = resp.headers().clone();
+                let body = resp.text().await.unwrap_or_default();
+                Ok(Answer {
+                    status,
+                    headers,
+                    body,
+                })
             }
             Route::Proxy { client, prefix } => {
                 // The API server authenticates the request itself and strips
@@ -183,13 +200,18 @@ impl Endpoint {
                         format!("GET {prefix}{path_and_query} (the API server's service proxy)")
                     })?;
                 let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
                 let body = resp
                     .into_body()
                     .collect()
                     .await
                     .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
                     .unwrap_or_default();
-                Ok((status, body))
+                Ok(Answer {
+                    status,
+                    headers,
+                    body,
+                })
             }
         }
     }
@@ -197,10 +219,24 @@ impl Endpoint {
     /// GET `path_and_query` as JSON; a refusal is an error that says who
     /// refused and why.
     pub async fn get_json(&self, path_and_query: &str) -> Result<Value> {
-        let (status, body) = self.get(path_and_query).await?;
+        Ok(self.fetch_json(path_and_query).await?.0)
+    }
+
+    /// [`Endpoint::get_json`], with the response's headers.
+    pub async fn fetch_json(&self, path_and_query: &str) -> Result<(Value, http::HeaderMap)> {
+        let Answer {
+            status,
+            headers,
+            body,
+        } = self.fetch(path_and_query).await?;
+        let value = self.json(path_and_query, status, &body)?;
+        Ok((value, headers))
+    }
+
+    fn json(&self, path_and_query: &str, status: u16, body: &str) -> Result<Value> {
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
         match status {
-            200..=299 => serde_json::from_str(&body)
+            200..=299 => serde_json::from_str(body)
                 .with_context(|| format!("the {} answered {path} with no JSON", self.name)),
             401 => bail!(
                 "the {} did not accept your credentials for {path} (401 Unauthorized): {}",

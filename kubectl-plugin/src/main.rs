@@ -276,11 +276,35 @@ fn to_json(value: &Value) -> String {
 // ---- status ----------------------------------------------------------------
 
 async fn status(ctx: &Ctx, output: Output) -> Result<String> {
-    let value = ctx.endpoint(true).await?.get_json("/status").await?;
+    let (value, headers) = ctx.endpoint(true).await?.fetch_json("/status").await?;
+    if let Some(line) = answered_by(&headers) {
+        eprintln!("{line}");
+    }
     Ok(match output {
         Output::Json => to_json(&value),
         Output::Table => status_table(&value)?,
     })
+}
+
+/// Who answered the agent's /status, from its headers, for stderr: any
+/// replica behind the Service answers, and a standby asks the leader (see
+/// `gitwarden_agent::leader_status`). `None` when the replica answered for
+/// itself as the leader (or an older agent, without the headers, answered).
+fn answered_by(headers: &http::HeaderMap) -> Option<String> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let by = text(names::STATUS_ANSWERED_BY_HEADER);
+    if let Some(why) = text(names::STATUS_LEADER_UNREACHABLE_HEADER) {
+        return Some(format!(
+            "warning: the agent replica {} is a standby and shows its own status (no revision, no last sync): the leader could not be reached: {why}",
+            by.unwrap_or("that answered")
+        ));
+    }
+    match (by, text(names::STATUS_FORWARDED_BY_HEADER)) {
+        (Some(by), Some(through)) => {
+            Some(format!("answered by the leader {by} (through {through})"))
+        }
+        _ => None,
+    }
 }
 
 fn status_table(value: &Value) -> Result<String> {
@@ -398,11 +422,33 @@ fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
 }
 
 async fn audit_records(ctx: &Ctx, filter: &AuditFilter) -> Result<Vec<Value>> {
-    let value = ctx.endpoint(false).await?.get_json(&filter.path()).await?;
+    let (value, headers) = ctx
+        .endpoint(false)
+        .await?
+        .fetch_json(&filter.path())
+        .await?;
+    if let Some(line) = missing_replicas(&headers) {
+        eprintln!("{line}");
+    }
     match value {
         Value::Array(records) => Ok(records),
         other => bail!("the webhook's /audit answered with no list: {other}"),
     }
+}
+
+/// The warning for stderr when the webhook's answer lacks some replicas'
+/// records (`x-gitwarden-audit-missing`): each replica keeps its own log, the
+/// one that answered asks the others, and one that could not be asked
+/// leaves its denials out. `None` when every replica answered (or an older
+/// webhook, without the header, answered from its own log).
+fn missing_replicas(headers: &http::HeaderMap) -> Option<String> {
+    let missing = headers
+        .get(names::AUDIT_MISSING_HEADER)?
+        .to_str()
+        .unwrap_or("(unreadable)");
+    Some(format!(
+        "warning: the audit log shown lacks the records of webhook replicas that did not answer: {missing}"
+    ))
 }
 
 async fn audit(ctx: &Ctx, filter: &AuditFilter, output: Output) -> Result<String> {
@@ -920,5 +966,54 @@ mod tests {
         let out = audit_table(&[r], true);
         assert!(out.contains("deployments/scale.apps demo/web"), "{out}");
         assert!(out.starts_with("TIME"), "{out}");
+    }
+
+    #[test]
+    fn missing_replicas_are_a_warning() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(missing_replicas(&h), None);
+        h.insert(
+            names::AUDIT_MISSING_HEADER,
+            http::HeaderValue::from_static(
+                "gitwarden-webhook-1: did not answer within 5s at 10.0.0.11:8443",
+            ),
+        );
+        let line = missing_replicas(&h).unwrap();
+        assert!(line.starts_with("warning: "), "{line}");
+        assert!(
+            line.ends_with("gitwarden-webhook-1: did not answer within 5s at 10.0.0.11:8443"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn status_says_which_replica_answered() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(answered_by(&h), None);
+        h.insert(
+            names::STATUS_ANSWERED_BY_HEADER,
+            http::HeaderValue::from_static("agent-a"),
+        );
+        assert_eq!(answered_by(&h), None, "the leader answered for itself");
+        h.insert(
+            names::STATUS_FORWARDED_BY_HEADER,
+            http::HeaderValue::from_static("agent-b"),
+        );
+        assert_eq!(
+            answered_by(&h).unwrap(),
+            "answered by the leader agent-a (through agent-b)"
+        );
+        h.remove(names::STATUS_FORWARDED_BY_HEADER);
+        h.insert(
+            names::STATUS_LEADER_UNREACHABLE_HEADER,
+            http::HeaderValue::from_static("the leader's pod gitwarden-system/x does not exist"),
+        );
+        let line = answered_by(&h).unwrap();
+        assert!(line.starts_with("warning: "), "{line}");
+        assert!(line.contains("agent-a is a standby"), "{line}");
+        assert!(
+            line.contains("the leader could not be reached: the leader's pod"),
+            "{line}"
+        );
     }
 }

@@ -160,6 +160,43 @@ pub const WEBHOOK_CA_SECRET: &str = "gitwarden-webhook-ca";
 /// The value of `app.kubernetes.io/name` on every object gitwarden ships.
 pub const APP_NAME: &str = "gitwarden";
 
+/// Request header of the agent's `GET /status`: with the value
+/// [`STATUS_SCOPE_REPLICA`] the replica answers for itself. Without it a
+/// standby asks the leader (with this header, so the leader never forwards
+/// again) and answers with the leader's status: the Service sends callers to
+/// any replica, and only the leader's status says what the cluster runs.
+pub const STATUS_SCOPE_HEADER: &str = "x-gitwarden-status-scope";
+
+/// The value of [`STATUS_SCOPE_HEADER`] that asks one replica about itself.
+pub const STATUS_SCOPE_REPLICA: &str = "replica";
+
+/// Response header of the agent's `GET /status`: the pod whose status the
+/// body is (the leader's, when a standby forwarded the request).
+pub const STATUS_ANSWERED_BY_HEADER: &str = "x-gitwarden-answered-by";
+
+/// Response header of the agent's `GET /status`: the standby pod that
+/// forwarded the request to the leader.
+pub const STATUS_FORWARDED_BY_HEADER: &str = "x-gitwarden-forwarded-by";
+
+/// Response header of the agent's `GET /status`: a standby could not reach
+/// the leader (why, in a few words) and answers with its own status.
+pub const STATUS_LEADER_UNREACHABLE_HEADER: &str = "x-gitwarden-leader-unreachable";
+
+/// Request header of the webhook's `GET /audit`: with the value
+/// [`AUDIT_SCOPE_REPLICA`] the replica answers from its own log only.
+/// Without it a replica also asks its peers (with this header, so a peer
+/// never asks further) and merges their records: each replica keeps its own
+/// log, and the Service sends callers to any of them.
+pub const AUDIT_SCOPE_HEADER: &str = "x-gitwarden-audit-scope";
+
+/// The value of [`AUDIT_SCOPE_HEADER`] that asks one replica for its own records.
+pub const AUDIT_SCOPE_REPLICA: &str = "replica";
+
+/// Response header of the webhook's `GET /audit`: the replicas whose records
+/// the answer lacks and why, one `replica: why` per replica, joined by `; `.
+/// Absent when every replica answered.
+pub const AUDIT_MISSING_HEADER: &str = "x-gitwarden-audit-missing";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,6 +157,21 @@ async fn two_agents_elect_one_leader_and_the_standby_takes_over_when_it_dies() {
         second.status().await.unwrap().last_attempt.is_none(),
         "a standby must never sync"
     );
+    // Outside a pod the standby cannot look the leader's pod up: it answers
+    // with its own status and says why, instead of failing.
+    let answer = reqwest::get(format!("{}/status", second.url))
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let why = answer
+        .headers()
+        .get(gitwarden_shared::names::STATUS_LEADER_UNREACHABLE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("does not run in a pod"), "{why:?}");
+    let own: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(own["role"], "standby", "{own}");
     first.kill();
     let took_over = wait_for(Duration::from_secs(20), || async {
         (second.status().await?.role == Role::Leader).then_some(())

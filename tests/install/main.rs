@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod audit_replicas;
 mod bound_token;
 mod broken_image;
 mod disaster_recovery;
@@ -15,4 +16,5 @@ mod happy_path;
 mod installed;
 mod registration_gate;
 mod side_doors;
+mod status_leader;
 mod workload_health;

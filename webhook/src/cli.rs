@@ -80,6 +80,15 @@ pub struct ServeArgs {
     /// neither, GET /audit answers nobody.
     #[arg(long, env = "GITWARDEN_AUDIT_TOKEN_FILE")]
     pub audit_token_file: Option<PathBuf>,
+    /// This webhook's own Service, in this pod's namespace (`POD_NAMESPACE`):
+    /// GET /audit also asks the other ready replicas behind it (each keeps
+    /// its own log) with the caller's credentials, verifying them with the
+    /// CA bundle beside --tls-cert, and answers with every replica's records
+    /// (a replica that cannot answer is named in `x-gitwarden-audit-missing`).
+    /// Needs `list` on EndpointSlices there. Unset: GET /audit answers from
+    /// this replica's log only.
+    #[arg(long, env = "GITWARDEN_AUDIT_PEERS_SERVICE")]
+    pub audit_peers_service: Option<String>,
     /// Policy YAML file (mutually exclusive with --policy-configmap).
     #[arg(
         long,
@@ -128,8 +137,9 @@ pub struct ServeArgs {
     /// come from elsewhere (git through the agent, static manifests).
     #[arg(long, env = "GITWARDEN_REGISTER_CONFIGURATIONS")]
     pub register_configurations: Option<PathBuf>,
-    /// The PEM CA bundle the registered configurations carry (default:
-    /// `ca.crt` beside --tls-cert).
+    /// The PEM CA bundle the registered configurations carry, and the one
+    /// peers' certificates are verified with (default: `ca.crt` beside
+    /// --tls-cert).
     #[arg(long, env = "GITWARDEN_REGISTER_CA_BUNDLE")]
     pub register_ca_bundle: Option<PathBuf>,
     /// Time between two comparisons of the registered configurations with

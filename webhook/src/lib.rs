@@ -10,11 +10,14 @@
 //! [`metrics`] counts, [`cli`] reads settings, [`sources`] finds the file
 //! and line in git a refused object comes from, [`notify`] tells people
 //! (webhooks, Slack, Teams, Alertmanager) by following the audit log,
-//! [`readiness`] says whether this replica can decide, and [`registration`]
-//! registers the webhook configurations once it can.
+//! [`readiness`] says whether this replica can decide, [`registration`]
+//! registers the webhook configurations once it can, and [`audit_peers`]
+//! asks the other replicas for their audit records, so that `GET /audit`
+//! answers with the whole log from any replica.
 
 pub mod access;
 pub mod audit;
+pub mod audit_peers;
 pub mod cli;
 pub mod decode;
 pub mod listener;

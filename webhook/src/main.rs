@@ -158,8 +158,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the audit log in {}", args.audit_dir.display()))?;
 
     let source = policy_source(&args)?;
-    let needs_cluster =
-        matches!(source, PolicySource::ConfigMap { .. }) || args.register_configurations.is_some();
+    let needs_cluster = matches!(source, PolicySource::ConfigMap { .. })
+        || args.register_configurations.is_some()
+        || args.audit_peers_service.is_some();
     let client = match needs_cluster {
         true => Some(kube_client(&args).await?),
         false => None,
@@ -209,12 +210,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls: tls_status,
         audit: audit.clone(),
     };
+    // The CA that signs this webhook's serving certificate: registered with
+    // the configurations, and what peers' certificates are verified with.
+    let ca_bundle = args.register_ca_bundle.clone().unwrap_or_else(|| {
+        args.tls_cert
+            .parent()
+            .map_or_else(|| "ca.crt".into(), |dir| dir.join("ca.crt"))
+    });
+    let audit_peers = match (&args.audit_peers_service, &client) {
+        (Some(service), Some(client)) => {
+            let here = gitwarden_webhook::audit_peers::Here::from_env();
+            tracing::info!(%service, namespace = %here.namespace, pod = ?here.pod,
+                "GET /audit also asks the other replicas behind the Service");
+            Some(Arc::new(gitwarden_webhook::audit_peers::AuditPeers::new(
+                client.clone(),
+                service,
+                here,
+                ca_bundle.clone(),
+            )?))
+        }
+        _ => None,
+    };
     if let (Some(template), Some(client)) = (&args.register_configurations, &client) {
-        let ca_bundle = args.register_ca_bundle.clone().unwrap_or_else(|| {
-            args.tls_cert
-                .parent()
-                .map_or_else(|| "ca.crt".into(), |dir| dir.join("ca.crt"))
-        });
         let registrar = gitwarden_webhook::registration::Registrar::new(
             client.clone(),
             gitwarden_webhook::registration::RegistrationOptions {
@@ -239,6 +256,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         readiness,
         access: gitwarden_webhook::access::Access::new(client.clone(), audit_token),
+        audit_peers,
     };
     let app = router(
         state,

@@ -1,11 +1,16 @@
 //! The HTTP surface: admission endpoints, health, metrics and audit queries,
 //! with the limits that keep a misbehaving client from hurting the webhook.
+//!
+//! `GET /audit` answers with every replica's records when the webhook knows
+//! its peers ([`crate::audit_peers`]): each replica keeps its own log and the
+//! Service picks one at random. `x-gitwarden-audit-scope: replica` asks one
+//! replica for its own records only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,7 +18,8 @@ use prometheus_client::registry::Registry;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::audit::AuditQuery;
+use crate::audit::{AuditQuery, merge_newest_first};
+use crate::audit_peers::{self, AuditPeers};
 use crate::review::{self, ReviewState};
 
 /// Everything the routes need.
@@ -28,6 +34,10 @@ pub struct AppState {
     /// Who may read `GET /audit` (TokenReview + SubjectAccessReview, or the
     /// static token) and who reports to `POST /audit/events` (TokenReview).
     pub access: crate::access::Access,
+    /// The other replicas `GET /audit` also asks, so that any replica
+    /// answers with the whole log (`None`: this replica's records only, as
+    /// for a webhook outside a cluster).
+    pub audit_peers: Option<Arc<AuditPeers>>,
 }
 
 /// Limits applied to every request.
@@ -91,6 +101,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn audit_query(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     match state.access.may_read_audit(&headers).await {
@@ -110,15 +121,45 @@ async fn audit_query(
             return (StatusCode::BAD_REQUEST, format!("bad audit query: {e}")).into_response();
         }
     };
-    match state.review.audit.query(query).await {
-        Ok(records) => axum::Json(records).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "reading the audit log: {}",
-                gitwarden_runtime::errors::chain(&e)
-            ),
-        )
-            .into_response(),
+    let limit = query.effective_limit();
+    let peers = match &state.audit_peers {
+        Some(peers) if !audit_peers::replica_scope(&headers) => peers,
+        _ => {
+            return match state.review.audit.query(query).await {
+                Ok(records) => axum::Json(records).into_response(),
+                Err(e) => log_unreadable(&e),
+            };
+        }
+    };
+    // The peers are asked with the caller's credentials and the same query
+    // while this replica reads its own log.
+    let (own, gathered) = tokio::join!(
+        state.review.audit.query(query),
+        peers.gather(&headers, raw_query.as_deref())
+    );
+    let own = match own {
+        Ok(records) => records,
+        Err(e) => return log_unreadable(&e),
+    };
+    let mut answers = vec![own];
+    answers.extend(gathered.answers);
+    let mut response = axum::Json(merge_newest_first(answers, limit)).into_response();
+    if let Some(missing) = audit_peers::missing_header(&gathered.missing) {
+        response
+            .headers_mut()
+            .insert(gitwarden_shared::names::AUDIT_MISSING_HEADER, missing);
     }
+    response
+}
+
+/// 500 for an audit log this replica cannot read.
+fn log_unreadable(e: &crate::audit::AuditError) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "reading the audit log: {}",
+            gitwarden_runtime::errors::chain(e)
+        ),
+    )
+        .into_response()
 }

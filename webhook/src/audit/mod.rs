@@ -5,7 +5,8 @@
 //!   [`AuditLog::append`] returns only once the record is fsynced (concurrent
 //!   appends share one fsync: group commit), files rotate by size without
 //!   breaking the chain.
-//! - [`query_dir`] / [`AuditLog::query`] answer operators, newest first.
+//! - [`query_dir`] / [`AuditLog::query`] answer operators, newest first;
+//!   [`merge_newest_first`] makes one answer of several replicas' answers.
 //! - [`verify_dir`] / [`run_verify_cli`] check the whole chain end to end.
 //! - [`AuditMetrics`] exports what the writer does to Prometheus.
 //!
@@ -33,5 +34,5 @@ pub use error::AuditError;
 pub use gitwarden_shared::audit::{AuditDecision, AuditEvent, AuditRecord};
 pub use log::{AuditLog, AuditOptions};
 pub use metrics::{AuditMetrics, AuditStats};
-pub use query::{AuditQuery, DEFAULT_LIMIT, MAX_LIMIT, SINCE_SLACK, query_dir};
+pub use query::{AuditQuery, DEFAULT_LIMIT, MAX_LIMIT, SINCE_SLACK, merge_newest_first, query_dir};
 pub use verify::{BrokenRecord, VerifyReport, render_report, run_verify_cli, verify_dir};

@@ -166,3 +166,23 @@ pub fn query_dir(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditRecord>, Aud
     }
     Ok(found)
 }
+
+/// One answer to a query out of several replicas' answers: the records of
+/// all of them, newest first by `time`, at most `limit`.
+///
+/// Why here: each webhook replica keeps its own log (a directory allows one
+/// writer), so a query answered for the whole cluster is the union of every
+/// replica's answer to the same query, each already filtered and at most
+/// `limit` long. Records of equal time keep the order of `answers` (this
+/// replica's first) and, within an answer, their own order. A record found
+/// in two answers (the same `hash`: a replica that answered twice) appears
+/// once. Pure, so that the one rule is tested on its own.
+pub fn merge_newest_first(answers: Vec<Vec<AuditRecord>>, limit: usize) -> Vec<AuditRecord> {
+    let mut all: Vec<AuditRecord> = answers.into_iter().flatten().collect();
+    // Stable: equal times keep the order above.
+    all.sort_by_key(|record| std::cmp::Reverse(record.time));
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|record| seen.insert(record.hash.clone()));
+    all.truncate(limit);
+    all
+}

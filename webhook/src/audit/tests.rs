@@ -594,3 +594,61 @@ fn query_without_limit_gets_the_default() {
         axum::extract::Query::<AuditQuery>::try_from_uri(&uri).expect("parse");
     assert_eq!(query.limit, DEFAULT_LIMIT);
 }
+
+// ---- merge -----------------------------------------------------------------
+
+/// A sealed record of `user` at `minutes` past a fixed hour, as replica
+/// `replica`'s `seq`-th record (its own chain).
+fn at(replica: &str, seq: u64, user: &str, minutes: i64) -> AuditRecord {
+    let time: Timestamp = "2026-11-03T10:00:00Z".parse().expect("time");
+    denied(user)
+        .with_request_uid(format!("{replica}-{seq}"))
+        .with_time(time + SignedDuration::from_mins(minutes))
+        .into_record(seq)
+        .seal(GENESIS_HASH)
+}
+
+#[test]
+fn merge_interleaves_replicas_newest_first() {
+    let here = vec![
+        at("a", 3, "a3", 50),
+        at("a", 2, "a2", 20),
+        at("a", 1, "a1", 0),
+    ];
+    let peer = vec![at("b", 2, "b2", 40), at("b", 1, "b1", 10)];
+    let merged = merge_newest_first(vec![here, peer], 100);
+    assert_eq!(users(&merged), vec!["a3", "b2", "a2", "b1", "a1"]);
+}
+
+#[test]
+fn merge_keeps_at_most_the_limit_newest() {
+    let here = vec![at("a", 2, "a2", 30), at("a", 1, "a1", 0)];
+    let peer = vec![at("b", 2, "b2", 40), at("b", 1, "b1", 10)];
+    let merged = merge_newest_first(vec![here, peer], 3);
+    assert_eq!(users(&merged), vec!["b2", "a2", "b1"]);
+    assert!(merge_newest_first(vec![vec![at("a", 1, "a1", 0)]], 0).is_empty());
+}
+
+#[test]
+fn merge_keeps_the_order_of_answers_for_equal_times() {
+    let here = vec![at("a", 2, "a2", 5), at("a", 1, "a1", 5)];
+    let peer = vec![at("b", 1, "b1", 5)];
+    let merged = merge_newest_first(vec![here, vec![], peer], 100);
+    assert_eq!(users(&merged), vec!["a2", "a1", "b1"]);
+}
+
+#[test]
+fn merge_lists_a_record_found_twice_once() {
+    let record = at("a", 1, "a1", 0);
+    let merged = merge_newest_first(
+        vec![vec![record.clone()], vec![at("b", 1, "b1", 1), record]],
+        100,
+    );
+    assert_eq!(users(&merged), vec!["b1", "a1"]);
+}
+
+#[test]
+fn merge_of_nothing_is_nothing() {
+    assert!(merge_newest_first(Vec::new(), 100).is_empty());
+    assert!(merge_newest_first(vec![vec![], vec![]], 100).is_empty());
+}
