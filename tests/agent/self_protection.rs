@@ -1,10 +1,10 @@
-//! Self-protection: gitwarden's own webhook configurations live in git (as
-//! `examples/gitwarden` renders them for the demo), and the agent heals them
+//! Self-protection: gitwarden's own webhook configurations live in git (in
+//! the local form `tests/testdata/agent/gitwarden-local` renders), and the agent heals them
 //! when someone deletes or weakens them — changes no admission webhook ever
 //! sees, because the API server never sends webhook configurations to webhooks.
 //!
-//! The configurations come from the real `examples/gitwarden` (rendered with
-//! the real `kubectl kustomize`), so this test breaks when the examples do.
+//! The configurations come from the real `tests/testdata/agent/gitwarden-local` (rendered with
+//! the real `kubectl kustomize`), so this test breaks when deploy/ does.
 //! This binary shares one cluster among tests running in parallel, so the
 //! rendered configurations get a name of their own and select only labelled
 //! objects in this test's namespace; everything else about them (rules,
@@ -25,10 +25,10 @@ use crate::common::{AgentSetup, json as to_json, wait_for};
 const VALIDATING: &str = "validatingwebhookconfiguration";
 const MUTATING: &str = "mutatingwebhookconfiguration";
 
-/// `kubectl kustomize examples/gitwarden`, with the placeholders filled in the
-/// way scripts/demo fills them, as one JSON value per document.
+/// `kubectl kustomize tests/testdata/agent/gitwarden-local`, with the
+/// placeholders filled in, as one JSON value per document.
 fn render_examples(webhook_url: &str, ca_bundle: &str) -> Vec<Value> {
-    let dir = gitwarden_tests::cluster::repo_root().join("examples/gitwarden");
+    let dir = gitwarden_tests::cluster::repo_root().join("tests/testdata/agent/gitwarden-local");
     let kubectl = gitwarden_tests::kubectl::kubectl_binary().unwrap();
     let out = Command::new(kubectl)
         .arg("kustomize")
@@ -121,7 +121,7 @@ fn live(s: &AgentSetup, kind: &str, name: &str) -> Option<Value> {
 }
 
 /// The repository's `gitwarden/gitwarden.yaml`: the webhook configurations
-/// and the policy from `examples/gitwarden`, scoped to this test (the
+/// and the policy from `tests/testdata/agent/gitwarden-local`, scoped to this test (the
 /// configurations named `name`, selecting only `namespace`; the policy in
 /// `namespace`). Checks on the way that the examples are what the demo needs.
 fn gitwarden_in_git(name: &str, namespace: &str) -> String {
@@ -142,19 +142,19 @@ fn gitwarden_in_git(name: &str, namespace: &str) -> String {
     assert_eq!(
         (validating.len(), mutating.len(), policy.len()),
         (1, 1, 1),
-        "examples/gitwarden must render both webhook configurations and the policy"
+        "tests/testdata/agent/gitwarden-local must render both webhook configurations and the policy"
     );
     let validating = scope_to(validating[0], name, namespace);
     let first = &validating["webhooks"][0];
     assert_eq!(
         first["failurePolicy"], "Fail",
-        "examples/gitwarden: the first validating webhook must fail closed"
+        "tests/testdata/agent/gitwarden-local: the first validating webhook must fail closed"
     );
     assert!(
         first["clientConfig"]["url"]
             .as_str()
             .is_some_and(|u| u.ends_with("/validate")),
-        "examples/gitwarden: the local form calls the webhook by URL: {}",
+        "tests/testdata/agent/gitwarden-local: the local form calls the webhook by URL: {}",
         first["clientConfig"]
     );
     let mutating = scope_to(mutating[0], name, namespace);
@@ -165,7 +165,7 @@ fn gitwarden_in_git(name: &str, namespace: &str) -> String {
     let text = policy["data"]["policy.yaml"].as_str().unwrap_or_default();
     assert!(
         !text.contains("admissionChain"),
-        "examples/gitwarden allows admission objects outside git: {text}"
+        "tests/testdata/agent/gitwarden-local allows admission objects outside git: {text}"
     );
     let allow: Vec<String> = crate::common::shared_allow(&[])
         .iter()

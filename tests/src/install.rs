@@ -150,7 +150,8 @@ impl<'a> InstallTarget<'a> {
         let git_server = node.kubectl_full(
             &node.kubeconfig(Identity::Admin),
             &["apply", "-f", "-"],
-            &testdata::read("node/git-server.yaml")?,
+            &std::fs::read_to_string(repo_root().join("examples/git-server.yaml"))
+                .context("reading examples/git-server.yaml")?,
             &[],
         );
         if !git_server.success {
