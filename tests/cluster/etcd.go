@@ -15,14 +15,12 @@ type etcdServer struct {
 
 // startEtcd runs etcd in this process, listening on free loopback ports only.
 func startEtcd(dataDir string) (*etcdServer, error) {
-	clientPort, err := choosePort(0)
+	// Both chosen while both are held, so they cannot be the same port.
+	ports, err := chooseDistinctPorts(2)
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := choosePort(0)
-	if err != nil {
-		return nil, err
-	}
+	clientPort, peerPort := ports[0], ports[1]
 	cfg := embed.NewConfig()
 	cfg.Name = "gitwarden-test"
 	cfg.Dir = dataDir

@@ -288,12 +288,14 @@ func run(dir string, opts options) error {
 	}()
 
 	var result error
+	becameReady := false
 	select {
 	case err := <-bootErr:
 		if err != nil {
 			result = err
 			break
 		}
+		becameReady = true
 		nd = started
 		var nodeExited <-chan error
 		if nd != nil {
@@ -340,6 +342,12 @@ func run(dir string, opts options) error {
 	case <-orphaned:
 		remove = remove || opts.removeWhenOrphaned
 	default:
+	}
+	if remove && !becameReady {
+		// A start-up that failed keeps its log (and state) for whoever asks
+		// why: tests/cluster/up prints the log, then removes the directory.
+		logf("start-up failed: keeping %s for diagnosis", dir)
+		remove = false
 	}
 	if remove {
 		if opts.node {
@@ -395,10 +403,23 @@ func rememberedPort(dir string, requested int) int {
 	return port
 }
 
-// choosePort returns the requested loopback port if it is free, or a free one when 0.
-func choosePort(port int) (int, error) { return choosePortOn("127.0.0.1", port) }
+// chooseDistinctPorts returns n free loopback ports, all different: each is
+// held until all are chosen.
+func chooseDistinctPorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("no free loopback port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
 
-// choosePortOn is choosePort on another local address.
+// choosePortOn returns the requested port on host if it is free, or a free
+// one when 0.
 func choosePortOn(host string, port int) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {

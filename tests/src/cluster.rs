@@ -111,7 +111,22 @@ impl TestCluster {
 
     /// `tests/cluster/up DIR` (with `env`, e.g. a node) for a cluster that
     /// watches this process and stops and removes its state when it exits.
+    ///
+    /// A start-up that lost a port race (the ports are chosen free, then
+    /// bound a moment later, while other clusters of the same test run start
+    /// too) is tried once more.
     pub(crate) fn up_watched(base: PathBuf, env: &[(&str, &str)]) -> Result<TestCluster> {
+        match Self::up_watched_once(&base, env) {
+            Err(e) if format!("{e:#}").contains("address already in use") => {
+                eprintln!("tests/cluster/up lost a port race; starting again: {e:#}");
+                Self::up_watched_once(&base, env)
+            }
+            other => other,
+        }
+    }
+
+    fn up_watched_once(base: &Path, env: &[(&str, &str)]) -> Result<TestCluster> {
+        let base = base.to_path_buf();
         let up = repo_root().join("tests/cluster/up");
         let out = Command::new(&up)
             .arg(&base)
