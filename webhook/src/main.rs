@@ -186,6 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 config: config.clone(),
                 secrets_dir: args.notification_secrets_dir.clone(),
                 audit_dir: args.audit_dir.clone(),
+                durable: audit.durable(),
                 cursor_dir: args.audit_dir.join("notify-cursors"),
                 poll: args.reload_interval,
             },

@@ -51,6 +51,14 @@ pub enum AuditError {
         /// The cause.
         source: io::Error,
     },
+    /// Making the records found at open durable (fsync) failed.
+    #[error("cannot fsync audit file {} on open", file.display())]
+    SyncOnOpen {
+        /// The file.
+        file: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
     /// Removing a torn last line on open failed.
     #[error("cannot truncate the torn tail of audit file {}", file.display())]
     Repair {

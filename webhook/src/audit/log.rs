@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::AuditError;
 use super::files::{FIRST_INDEX, LOCK_FILE};
-use super::metrics::{AuditMetrics, AuditStats, Stats};
+use super::metrics::{AuditMetrics, AuditStats, DurableSeq, Stats};
 use super::query::{AuditQuery, query_dir};
 use super::recover::recover;
 use super::segment::Segment;
@@ -79,7 +79,7 @@ impl AuditLog {
         })?;
         let lock = lock_dir(dir)?;
         let recovered = recover(dir)?;
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(recovered.next_seq.saturating_sub(1)));
         let on_sync = fsync_counter(&stats, options.metrics.as_deref());
         let segment = match &recovered.newest {
             Some(newest) => Segment::open(&newest.path, newest.index),
@@ -112,6 +112,11 @@ impl AuditLog {
                 writer: Mutex::new(Some(handle)),
             }),
         })
+    }
+
+    /// Where the log is durable up to, for followers of its files.
+    pub fn durable(&self) -> DurableSeq {
+        self.inner.stats.durable.clone()
     }
 
     /// Records `event` and returns its sealed record once it is durable

@@ -1,6 +1,7 @@
 //! What the audit writer counts: prometheus metrics for dashboards and
 //! alerts, and plain counters for health checks and tests.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
@@ -104,10 +105,47 @@ pub struct AuditStats {
     pub failed_batches: u64,
 }
 
+/// The sequence number of the newest record known to be on disk (written
+/// and fsynced, or found there at open), shared by the writer with whoever
+/// follows the log.
+///
+/// Why: a follower reads the files, and a line can be in them (the page
+/// cache) before its fsync. Handed on before it is durable, a record lost to
+/// a power failure would have been notified (a break-glass that was in fact
+/// refused, since its request failed), and its sequence number, reused by
+/// the next record, would be skipped by a cursor already past it.
+#[derive(Debug, Clone)]
+pub struct DurableSeq(Arc<AtomicU64>);
+
+impl DurableSeq {
+    /// No bound: for a log read with no writer in this process (offline
+    /// tools, tests of the follower).
+    pub fn unbounded() -> DurableSeq {
+        DurableSeq(Arc::new(AtomicU64::new(u64::MAX)))
+    }
+
+    /// A mark at `seq`.
+    pub(crate) fn at(seq: u64) -> DurableSeq {
+        DurableSeq(Arc::new(AtomicU64::new(seq)))
+    }
+
+    /// The newest durable sequence number.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Moves the mark to `seq` (after its fsync).
+    pub(crate) fn advance(&self, seq: u64) {
+        self.0.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
 /// Counters shared by the writer thread and the [`AuditLog`](super::AuditLog)
 /// handles; always on, unlike the optional prometheus metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
+    /// Where records are durable up to.
+    pub(crate) durable: DurableSeq,
     records: AtomicU64,
     batches: AtomicU64,
     fsyncs: AtomicU64,
@@ -116,6 +154,18 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    /// Counters at zero, with records durable up to `durable`.
+    pub(crate) fn new(durable: u64) -> Stats {
+        Stats {
+            durable: DurableSeq::at(durable),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
     /// Counts a committed batch of `records`.
     pub(crate) fn batch_committed(&self, records: u64) {
         self.records.fetch_add(records, Ordering::Relaxed);

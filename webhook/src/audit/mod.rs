@@ -33,6 +33,6 @@ mod tests;
 pub use error::AuditError;
 pub use gitwarden_shared::audit::{AuditDecision, AuditEvent, AuditRecord};
 pub use log::{AuditLog, AuditOptions};
-pub use metrics::{AuditMetrics, AuditStats};
+pub use metrics::{AuditMetrics, AuditStats, DurableSeq};
 pub use query::{AuditQuery, DEFAULT_LIMIT, MAX_LIMIT, SINCE_SLACK, merge_newest_first, query_dir};
 pub use verify::{BrokenRecord, VerifyReport, render_report, run_verify_cli, verify_dir};

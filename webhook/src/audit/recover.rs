@@ -41,6 +41,15 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, AuditError> {
         });
     };
     repair_torn_tail(&newest.path)?;
+    // What a crashed process wrote without its fsync may still be only in
+    // the page cache: make it durable before anyone is told of it
+    // (`DurableSeq`).
+    std::fs::File::open(&newest.path)
+        .and_then(|f| f.sync_data())
+        .map_err(|source| AuditError::SyncOnOpen {
+            file: newest.path.clone(),
+            source,
+        })?;
     // The newest file is empty when a crash came right after a rotation:
     // the chain then ends in the file before it.
     for segment in segments.iter().rev() {

@@ -79,6 +79,18 @@ async fn append_returns_only_once_the_record_is_in_the_file() {
 }
 
 #[tokio::test]
+async fn the_durable_mark_follows_each_fsynced_record_and_starts_at_the_recovered_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    assert_eq!(log.durable().get(), 0, "an empty log has nothing durable");
+    let records = append_n(&log, 3).await;
+    assert_eq!(log.durable().get(), records[2].seq);
+    log.close().await.expect("close");
+    let reopened = open(dir.path());
+    assert_eq!(reopened.durable().get(), records[2].seq);
+}
+
+#[tokio::test]
 async fn first_record_links_to_genesis_with_seq_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path());

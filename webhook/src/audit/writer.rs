@@ -105,6 +105,9 @@ impl Writer {
             Ok(records) => {
                 let elapsed = started.elapsed();
                 self.stats.batch_committed(records.len() as u64);
+                if let Some(last) = records.last() {
+                    self.stats.durable.advance(last.seq);
+                }
                 if let Some(metrics) = &self.metrics {
                     metrics.records.inc_by(records.len() as u64);
                     metrics.batch_size.observe(size as f64);

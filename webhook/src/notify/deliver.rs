@@ -73,6 +73,8 @@ pub struct Job {
     pub window: Duration,
     /// The audit log directory.
     pub audit_dir: PathBuf,
+    /// Where the log is durable up to: nothing later is notified.
+    pub durable: crate::audit::DurableSeq,
     /// Where cursors live.
     pub cursor_dir: PathBuf,
     /// Events the webhook observed itself.
@@ -110,7 +112,7 @@ pub async fn run(mut job: Job) {
         .get_or_create(&labels)
         .set(i64::try_from(start).unwrap_or(i64::MAX));
     tracing::info!(receiver = %name, kind = job.receiver.kind.as_str(), cursor = start, "notifications: receiver started");
-    let mut follower = Some(Follower::new(&job.audit_dir, start));
+    let mut follower = Some(Follower::new(&job.audit_dir, start, job.durable.clone()));
     let mut pending = Pending::new(job.window, start);
     let mut direct: std::collections::VecDeque<Notification> = Default::default();
     let mut stored = start;
@@ -213,12 +215,13 @@ pub async fn run(mut job: Job) {
 async fn start_cursor(job: &Job) -> std::io::Result<(Cursor, u64)> {
     let cursor = Cursor::new(&job.cursor_dir, &job.receiver.name)?;
     let audit_dir = job.audit_dir.clone();
+    let durable = job.durable.clone();
     let c = cursor.clone();
     let value = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         match c.load() {
             Ok(Some(seq)) => Ok(seq),
             Ok(None) => {
-                let last = Follower::last_seq(&audit_dir)?;
+                let last = Follower::last_seq(&audit_dir, &durable)?;
                 c.store(last)?;
                 Ok(last)
             }

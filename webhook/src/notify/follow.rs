@@ -2,8 +2,9 @@
 //! first, read from the segment files (read-only, never through the writer,
 //! so following can never slow an admission answer).
 //!
-//! Only complete lines are read: a line the writer is still writing is left
-//! for the next poll. The follower remembers where it stopped (file and byte
+//! Only complete lines of durable records are read: a line the writer is
+//! still writing, or one written but not yet fsynced ([`DurableSeq`]), is
+//! left for the next poll. The follower remembers where it stopped (file and byte
 //! offset), so a poll reads only what is new; after a restart it skips whole
 //! segments by their first record's sequence number.
 
@@ -12,6 +13,8 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use gitwarden_shared::audit::AuditRecord;
+
+use crate::audit::DurableSeq;
 
 const PREFIX: &str = "audit-";
 const SUFFIX: &str = ".jsonl";
@@ -52,22 +55,26 @@ pub struct Follower {
     position: Option<(u64, u64)>,
     /// The last sequence number handed out (or skipped).
     after: u64,
+    /// Records after this mark are not handed out yet.
+    durable: DurableSeq,
 }
 
 impl Follower {
-    /// A follower that will return records with `seq > after`.
-    pub fn new(dir: &Path, after: u64) -> Follower {
+    /// A follower that will return records with `seq > after`, each once
+    /// `durable` has reached it.
+    pub fn new(dir: &Path, after: u64, durable: DurableSeq) -> Follower {
         Follower {
             dir: dir.to_owned(),
             position: None,
             after,
+            durable,
         }
     }
 
     /// The sequence number of the last record of the log (0 if empty): where
     /// a new receiver starts, so it is not flooded with history.
-    pub fn last_seq(dir: &Path) -> std::io::Result<u64> {
-        let mut follower = Follower::new(dir, 0);
+    pub fn last_seq(dir: &Path, durable: &DurableSeq) -> std::io::Result<u64> {
+        let mut follower = Follower::new(dir, 0, durable.clone());
         let mut last = 0;
         loop {
             let batch = follower.next_batch(10_000)?;
@@ -101,6 +108,7 @@ impl Follower {
                 start
             }
         };
+        let durable = self.durable.get();
         let mut out = Vec::new();
         for (index, path) in files.iter().skip(start) {
             let offset = match self.position {
@@ -118,9 +126,16 @@ impl Follower {
                     // End of file, or a line still being written.
                     break;
                 }
+                let parsed = serde_json::from_slice::<AuditRecord>(&line);
+                if let Ok(record) = &parsed
+                    && record.seq > durable
+                {
+                    // Written, not yet fsynced: read it again next time.
+                    return Ok(out);
+                }
                 offset += n as u64;
                 self.position = Some((*index, offset));
-                match serde_json::from_slice::<AuditRecord>(&line) {
+                match parsed {
                     Ok(record) if record.seq > self.after => {
                         self.after = record.seq;
                         out.push(record);
@@ -166,7 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), 1, 1..=3);
         write(dir.path(), 2, 4..=6);
-        let mut f = Follower::new(dir.path(), 2);
+        let mut f = Follower::new(dir.path(), 2, DurableSeq::unbounded());
         let seqs: Vec<u64> = f
             .next_batch(100)
             .expect("read")
@@ -193,14 +208,32 @@ mod tests {
             .map(|r| r.seq)
             .collect();
         assert_eq!(seqs, vec![7]);
-        assert_eq!(Follower::last_seq(dir.path()).expect("last"), 7);
+        assert_eq!(
+            Follower::last_seq(dir.path(), &DurableSeq::unbounded()).expect("last"),
+            7
+        );
+    }
+
+    #[test]
+    fn a_record_is_handed_on_only_once_it_is_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), 1, 1..=5);
+        let durable = DurableSeq::at(3);
+        let mut f = Follower::new(dir.path(), 0, durable.clone());
+        let seqs = |batch: Vec<AuditRecord>| batch.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(f.next_batch(100).expect("read")), vec![1, 2, 3]);
+        // Written but not fsynced: not read, however often asked.
+        assert!(f.next_batch(100).expect("read").is_empty());
+        assert_eq!(Follower::last_seq(dir.path(), &durable).expect("last"), 3);
+        durable.advance(5);
+        assert_eq!(seqs(f.next_batch(100).expect("read")), vec![4, 5]);
     }
 
     #[test]
     fn batches_are_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), 1, 1..=10);
-        let mut f = Follower::new(dir.path(), 0);
+        let mut f = Follower::new(dir.path(), 0, DurableSeq::unbounded());
         assert_eq!(f.next_batch(4).expect("read").len(), 4);
         assert_eq!(f.next_batch(4).expect("read")[0].seq, 5);
     }

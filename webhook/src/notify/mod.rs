@@ -109,6 +109,8 @@ pub struct NotifyOptions {
     pub secrets_dir: Option<PathBuf>,
     /// The audit log directory (followed read-only).
     pub audit_dir: PathBuf,
+    /// Where the log is durable up to ([`crate::audit::AuditLog::durable`]).
+    pub durable: crate::audit::DurableSeq,
     /// Where cursors are kept.
     pub cursor_dir: PathBuf,
     /// How often the configuration, the certificate and the audit writer
@@ -166,6 +168,7 @@ async fn follow_config(
                             receiver: receiver.clone(),
                             window: config.denial_window,
                             audit_dir: options.audit_dir.clone(),
+                            durable: options.durable.clone(),
                             cursor_dir: options.cursor_dir.clone(),
                             direct: direct.subscribe(),
                             metrics: metrics.clone(),
