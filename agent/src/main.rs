@@ -522,8 +522,17 @@ fn print_sync(synced: &Synced, output: Output) {
 }
 
 fn print_diff(commit: &str, d: &Diff) {
+    let print_held = || {
+        for h in &d.held {
+            println!(
+                "= held   {} ({}): break-glass window open until {}; a sync reverts it to git after that",
+                h.object, h.location, h.until
+            );
+        }
+    };
     if d.in_sync() {
         println!("in sync with {commit}");
+        print_held();
         return;
     }
     println!("differences from {commit}:");
@@ -538,6 +547,7 @@ fn print_diff(commit: &str, d: &Diff) {
             }
         }
     }
+    print_held();
     for e in &d.invalid {
         println!("! invalid {e}");
     }

@@ -491,6 +491,63 @@ async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_
     drop(webhook);
 }
 
+/// `diff` says what a sync would do: an object under an open window is left
+/// alone (and reverted once it closes), so it shows as held, not as a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_shows_an_object_under_an_open_window_as_held_not_as_a_change() {
+    let s = AgentSetup::new("bg-diff").await;
+    s.commit(&[("app/settings.yaml", &settings())], "first");
+    let webhook = ScopedWebhook::start(&s).await;
+    s.sync();
+    s.cluster
+        .kubectl(
+            Identity::Carol,
+            &[
+                "-n",
+                s.ns(),
+                "patch",
+                "configmap",
+                "settings",
+                "-p",
+                r#"{"metadata":{"annotations":{"gitwarden.io/break-glass":"INC-79 hotfix","gitwarden.io/break-glass-ttl":"10m"}},"data":{"greeting":"hotfix"}}"#,
+            ],
+        )
+        .expect_success();
+    let until = configmap_field(
+        &s,
+        "settings",
+        "{.metadata.annotations.gitwarden\\.io/break-glass-until}",
+    );
+    let diff = s.agent("diff", &[]);
+    assert_eq!(
+        diff.code, 0,
+        "a sync would change nothing now:\n{}",
+        diff.stdout
+    );
+    let held = diff
+        .stdout
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "= held   v1 ConfigMap {}/settings (app/settings.yaml:",
+                s.ns()
+            ))
+        })
+        .unwrap_or_else(|| panic!("settings is not shown held:\n{}", diff.stdout));
+    assert!(
+        held.ends_with(&format!(
+            "break-glass window open until {until}; a sync reverts it to git after that"
+        )),
+        "{held}"
+    );
+    assert!(!diff.stdout.contains("~ change"), "{}", diff.stdout);
+    assert_eq!(
+        configmap_field(&s, "settings", "{.data.greeting}"),
+        "hotfix"
+    );
+    drop(webhook);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alices_denial_names_the_file_and_line_to_edit_and_the_audit_record_carries_them() {
     let s = AgentSetup::new("bg-source").await;

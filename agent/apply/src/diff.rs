@@ -47,6 +47,19 @@ pub struct Change {
     pub patch: json_patch::Patch,
 }
 
+/// An object whose change a sync would hold back: a break-glass window is
+/// open on it, and the sync leaves it alone until the window closes (then
+/// it is reverted to git).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChange {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its manifest's `file:line`.
+    pub location: Location,
+    /// When the window closes.
+    pub until: jiff::Timestamp,
+}
+
 /// What a sync of a revision would do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,6 +68,10 @@ pub struct Diff {
     pub create: Vec<Creation>,
     /// Objects to change, field by field.
     pub change: Vec<Change>,
+    /// Objects a sync would leave alone for now: a break-glass window is
+    /// open on them.
+    #[serde(default)]
+    pub held: Vec<HeldChange>,
     /// Objects the API server would refuse (the sync would apply nothing).
     pub invalid: Vec<ObjectError>,
     /// Objects a sync would prune (already excluding those annotated
@@ -65,7 +82,8 @@ pub struct Diff {
 }
 
 impl Diff {
-    /// Whether the cluster already matches the revision (`diff` exits 0).
+    /// Whether a sync now would change nothing (`diff` exits 0). Held
+    /// objects do not count: the sync would leave them alone.
     pub fn in_sync(&self) -> bool {
         self.create.is_empty()
             && self.change.is_empty()
@@ -98,6 +116,7 @@ async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncEr
     let mut result = Diff {
         create: Vec::new(),
         change: Vec::new(),
+        held: Vec::new(),
         invalid: Vec::new(),
         prune: Vec::new(),
         prune_refused: None,
@@ -125,6 +144,17 @@ async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncEr
             result.create.push(creation());
             continue;
         };
+        // What the sync does with an object under an open window: nothing.
+        if let Some(until) = crate::break_glass::BreakGlass::of(&live.metadata)
+            .and_then(|window| window.open_until(jiff::Timestamp::now()))
+        {
+            result.held.push(HeldChange {
+                object,
+                location: manifest.location.clone(),
+                until,
+            });
+            continue;
+        }
         let body = crate::body::ApplyBody::new(manifest);
         let target = crate::dry_run::Target {
             manifest,

@@ -31,7 +31,7 @@ mod sync_context;
 
 pub use apply::{Applier, ApplyConfig};
 pub use counter::{CountingLayer, CountingService, RequestCounter};
-pub use diff::{Change, Creation, Diff, diff};
+pub use diff::{Change, Creation, Diff, HeldChange, diff};
 pub use discovery::{Discovery, Resolved};
 pub use error::{InventoryError, ObjectError, SyncError, ValidationErrors};
 pub use fingerprint::{fields_fingerprint, manifest_hash};
