@@ -17,9 +17,16 @@
 //! ([`admission_object::tampered`]): an added webhook entry, a match
 //! condition, a deleted configuration are put back as soon as the watch on
 //! them reports the change (about one round trip), or within one interval
-//! when the watch is down. The
-//! agent keeps them too (the template ConfigMap is in its git), so they are
-//! restored while no webhook replica runs.
+//! when the watch is down. The agent restores an *edited* configuration to
+//! the template too (the template ConfigMap is in its git), so an edit is
+//! undone while no webhook replica runs; a deleted one waits for a ready
+//! replica, as re-creating it with none behind the Service would refuse
+//! every write.
+//!
+//! A missing configuration is created only once every Service it calls has
+//! a ready endpoint: this replica is ready before the kubelet's probe puts
+//! it behind the Service, and a configuration created in between makes
+//! every write fail with "no endpoints available".
 //!
 //! The CA bundle: each webhook entry keeps the live `caBundle` when it holds
 //! every certificate of the bundle this replica serves with (`ca.crt` beside
