@@ -148,6 +148,36 @@ pub fn peers_from_slices(slices: &[EndpointSlice], here: &Here) -> Peers {
     peers
 }
 
+/// The StatefulSet a pod named `<set>-<ordinal>` belongs to, by the
+/// StatefulSet controller's naming rule.
+pub fn statefulset_of(pod: &str) -> Option<&str> {
+    let (set, ordinal) = pod.rsplit_once('-')?;
+    (!set.is_empty() && !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(set)
+}
+
+/// The replicas a StatefulSet `set` of `replicas` should have that the
+/// Service lists nowhere, this pod left out: their records are missing too,
+/// and the answer must say so (a pod that is gone or being rescheduled has
+/// no endpoint at all, ready or not).
+pub fn absent_replicas(set: &str, replicas: i32, peers: &Peers, here: &Here) -> Vec<Missing> {
+    let known: HashSet<&str> = peers
+        .ready
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(peers.skipped.iter().map(|m| m.replica.as_str()))
+        .chain(here.pod.as_deref())
+        .collect();
+    (0..replicas.max(0))
+        .map(|ordinal| format!("{set}-{ordinal}"))
+        .filter(|name| !known.contains(name.as_str()))
+        .map(|replica| Missing {
+            replica,
+            why: "no endpoint: the pod is not running".to_owned(),
+        })
+        .collect()
+}
+
 /// The port of a slice: its only one, else the one named `https`.
 fn slice_port(slice: &EndpointSlice) -> Option<u16> {
     let ports: Vec<_> = slice
@@ -242,6 +272,40 @@ pub(super) mod tests {
                 endpoint("gitwarden-webhook-2", "10.0.0.12", None),
             ],
         )
+    }
+
+    #[test]
+    fn a_statefulset_pod_names_its_set() {
+        assert_eq!(
+            statefulset_of("gitwarden-webhook-1"),
+            Some("gitwarden-webhook")
+        );
+        assert_eq!(
+            statefulset_of("gitwarden-webhook-12"),
+            Some("gitwarden-webhook")
+        );
+        assert_eq!(statefulset_of("gitwarden-webhook-abc12"), None);
+        assert_eq!(statefulset_of("webhook"), None);
+        assert_eq!(statefulset_of("-1"), None);
+    }
+
+    #[test]
+    fn a_replica_the_service_lists_nowhere_is_missing_but_listed_ones_are_not() {
+        let slice = slice(
+            "IPv4",
+            &[("https", 8443)],
+            vec![
+                endpoint("gitwarden-webhook-0", "10.0.0.10", Some(true)),
+                endpoint("gitwarden-webhook-2", "10.0.0.12", Some(false)),
+            ],
+        );
+        let here = here(Some("gitwarden-webhook-0"), None);
+        let peers = peers_from_slices(&[slice], &here);
+        let absent = absent_replicas("gitwarden-webhook", 4, &peers, &here);
+        let names: Vec<&str> = absent.iter().map(|m| m.replica.as_str()).collect();
+        assert_eq!(names, ["gitwarden-webhook-1", "gitwarden-webhook-3"]);
+        assert!(absent[0].why.contains("no endpoint"), "{:?}", absent[0]);
+        assert!(absent_replicas("gitwarden-webhook", 1, &peers, &here).is_empty());
     }
 
     #[test]

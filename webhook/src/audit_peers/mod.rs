@@ -49,6 +49,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, header};
 use gitwarden_shared::audit::AuditRecord;
 use gitwarden_shared::names;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::ListParams;
@@ -305,7 +306,30 @@ impl AuditPeers {
                 service,
                 error: gitwarden_runtime::errors::chain(&e),
             })?;
-        Ok(peers_from_slices(&listed.items, &self.here))
+        let mut peers = peers_from_slices(&listed.items, &self.here);
+        if let Some((set, replicas)) = self.statefulset_replicas().await {
+            let absent = endpoints::absent_replicas(&set, replicas, &peers, &self.here);
+            peers.skipped.extend(absent);
+        }
+        Ok(peers)
+    }
+
+    /// This pod's StatefulSet and how many replicas it should have; `None`
+    /// when this pod is not a StatefulSet's or the StatefulSet cannot be
+    /// read (then only the replicas the Service lists are known).
+    async fn statefulset_replicas(&self) -> Option<(String, i32)> {
+        let set = endpoints::statefulset_of(self.here.pod.as_deref()?)?;
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.here.namespace);
+        match tokio::time::timeout(LIST_TIMEOUT, sets.get_opt(set)).await {
+            Ok(Ok(Some(found))) => Some((set.to_owned(), found.spec.replicas.unwrap_or(1))),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                tracing::debug!(statefulset = set, error = %e,
+                    "cannot read the StatefulSet: only the replicas the Service lists are known");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// The CA bundle, read at every fan-out: it is rotated on disk with the
