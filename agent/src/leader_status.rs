@@ -38,7 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use gitwarden_shared::names;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -377,18 +377,11 @@ impl LeaderStatus {
         }
         let ip = self.leader_ip(namespace, own_pod, pod).await?;
         let address = SocketAddr::new(ip, self.port);
-        let mut request = self
+        let request = self
             .http
             .get(format!("http://{address}/status"))
-            .header(names::STATUS_SCOPE_HEADER, names::STATUS_SCOPE_REPLICA);
-        for name in [
-            header::AUTHORIZATION,
-            HeaderName::from_static(gitwarden_runtime::access::FORWARDED_AUTHORIZATION),
-        ] {
-            for value in headers.get_all(&name) {
-                request = request.header(name.clone(), value.clone());
-            }
-        }
+            .header(names::STATUS_SCOPE_HEADER, names::STATUS_SCOPE_REPLICA)
+            .headers(gitwarden_runtime::access::credential_headers(headers));
         let failed = |e: reqwest::Error| {
             // The cached address may be stale: look it up again next time.
             self.forget();

@@ -31,6 +31,23 @@ use sha2::{Digest, Sha256};
 /// the token it carries is reviewed exactly like one in `Authorization`.
 pub const FORWARDED_AUTHORIZATION: &str = "x-gitwarden-authorization";
 
+/// The caller's credential headers exactly as received (`Authorization` and
+/// [`FORWARDED_AUTHORIZATION`], every value), for a request made on the
+/// caller's behalf to another replica, which reviews them itself: passing
+/// them on never widens who may read.
+pub fn credential_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::HeaderName::from_static(FORWARDED_AUTHORIZATION),
+    ] {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// Longest token worth a TokenReview (service-account JWTs are ~1 KiB, OIDC
 /// ID tokens a few); anything longer is refused without asking.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -384,6 +401,27 @@ async fn subject_access_review(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn only_the_credential_headers_are_passed_on_every_value_as_received() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer a".parse().expect("header value"));
+        headers.append(
+            FORWARDED_AUTHORIZATION,
+            "Bearer b".parse().expect("header value"),
+        );
+        headers.append(
+            FORWARDED_AUTHORIZATION,
+            "Bearer c".parse().expect("header value"),
+        );
+        headers.insert("cookie", "session=x".parse().expect("header value"));
+        let out = credential_headers(&headers);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out["authorization"], "Bearer a");
+        let forwarded: Vec<_> = out.get_all(FORWARDED_AUTHORIZATION).iter().collect();
+        assert_eq!(forwarded, ["Bearer b", "Bearer c"]);
+        assert!(out.get("cookie").is_none());
+    }
 
     #[test]
     fn the_forwarded_header_is_read_only_without_authorization() {

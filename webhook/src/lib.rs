@@ -29,5 +29,6 @@ pub mod registration;
 pub mod report;
 pub mod review;
 pub mod server;
+pub mod service_endpoints;
 pub mod sources;
 pub mod tls;

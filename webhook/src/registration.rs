@@ -43,8 +43,7 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use gitwarden_shared::admission_object::{self, TemplateError};
 use gitwarden_shared::names::WEBHOOK_FIELD_MANAGER;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -441,11 +440,7 @@ impl Registrar {
     /// configuration is restored without waiting: it is already enforcing.
     async fn services_ready(&self, template: &Value) -> Result<bool, RegistrationError> {
         for (namespace, name) in admission_object::called_services(template) {
-            let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
-            let params =
-                ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
-            let listed = slices
-                .list(&params)
+            let slices = crate::service_endpoints::slices(self.client.clone(), &namespace, &name)
                 .await
                 .map_err(|source| RegistrationError::Api {
                     verb: "listing the endpoints of",
@@ -453,15 +448,12 @@ impl Registrar {
                     name: format!("{namespace}/{name}"),
                     source: Box::new(source),
                 })?;
-            let ready = listed.items.iter().any(|slice| {
-                slice.endpoints.iter().flatten().any(|endpoint| {
-                    // The API: an unset `ready` means ready.
-                    endpoint
-                        .conditions
-                        .as_ref()
-                        .and_then(|c| c.ready)
-                        .unwrap_or(true)
-                })
+            let ready = slices.iter().any(|slice| {
+                slice
+                    .endpoints
+                    .iter()
+                    .flatten()
+                    .any(crate::service_endpoints::is_ready)
             });
             if !ready {
                 return Ok(false);

@@ -117,10 +117,12 @@ pub fn peers_from_slices(slices: &[EndpointSlice], here: &Here) -> Peers {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let conditions = endpoint.conditions.as_ref();
-            // The API: an unset `ready` means ready.
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            let ready = crate::service_endpoints::is_ready(endpoint);
+            let terminating = endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.terminating)
+                .unwrap_or(false);
             let skip = |why: &str| Missing {
                 replica: name.clone(),
                 why: why.to_owned(),

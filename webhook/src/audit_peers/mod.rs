@@ -46,13 +46,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, header};
+use axum::http::HeaderMap;
 use gitwarden_shared::audit::AuditRecord;
 use gitwarden_shared::names;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::ListParams;
 use tracing::Instrument as _;
 
 pub use endpoints::{Here, Peer, Peers, peers_from_slices};
@@ -294,10 +292,12 @@ impl AuditPeers {
     /// The Service's EndpointSlices, as peers.
     async fn peers(&self) -> Result<Peers, ListError> {
         let service = format!("{}/{}", self.here.namespace, self.service);
-        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.here.namespace);
-        let params =
-            ListParams::default().labels(&format!("kubernetes.io/service-name={}", self.service));
-        let listed = tokio::time::timeout(LIST_TIMEOUT, slices.list(&params))
+        let listed = crate::service_endpoints::slices(
+            self.client.clone(),
+            &self.here.namespace,
+            &self.service,
+        );
+        let slices = tokio::time::timeout(LIST_TIMEOUT, listed)
             .await
             .map_err(|_| ListError::Timeout {
                 service: service.clone(),
@@ -306,7 +306,7 @@ impl AuditPeers {
                 service,
                 error: gitwarden_runtime::errors::chain(&e),
             })?;
-        let mut peers = peers_from_slices(&listed.items, &self.here);
+        let mut peers = peers_from_slices(&slices, &self.here);
         if let Some((set, replicas)) = self.statefulset_replicas().await {
             let absent = endpoints::absent_replicas(&set, replicas, &peers, &self.here);
             peers.skipped.extend(absent);
@@ -376,17 +376,10 @@ impl AuditPeers {
         ))
         .map_err(|e| PeerError::Client(e.to_string()))?;
         url.set_query(query.filter(|q| !q.is_empty()));
-        let mut request = http
+        let request = http
             .get(url)
-            .header(names::AUDIT_SCOPE_HEADER, names::AUDIT_SCOPE_REPLICA);
-        for name in [
-            header::AUTHORIZATION,
-            HeaderName::from_static(gitwarden_runtime::access::FORWARDED_AUTHORIZATION),
-        ] {
-            for value in headers.get_all(&name) {
-                request = request.header(name.clone(), value.clone());
-            }
-        }
+            .header(names::AUDIT_SCOPE_HEADER, names::AUDIT_SCOPE_REPLICA)
+            .headers(gitwarden_runtime::access::credential_headers(headers));
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
                 PeerError::Timeout {
