@@ -211,6 +211,25 @@ fn carol_creates(s: &AgentSetup, name: &str, ttl: &str, more_annotations: &str) 
     apply(&s.cluster.kubeconfig(Identity::Carol), &manifest).unwrap();
 }
 
+/// carol, under break-glass with `reason` for `ttl`, sets ConfigMap
+/// settings' greeting to `hotfix` with kubectl.
+fn carol_sets_a_hotfix_greeting(s: &AgentSetup, reason: &str, ttl: &str) {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {
+            "gitwarden.io/break-glass": reason,
+            "gitwarden.io/break-glass-ttl": ttl,
+        }},
+        "data": {"greeting": "hotfix"},
+    })
+    .to_string();
+    s.cluster
+        .kubectl(
+            Identity::Carol,
+            &["-n", s.ns(), "patch", "configmap", "settings", "-p", &patch],
+        )
+        .expect_success();
+}
+
 fn configmap_field(s: &AgentSetup, name: &str, jsonpath: &str) -> String {
     s.kubectl(&[
         "get",
@@ -384,20 +403,7 @@ async fn an_object_in_git_changed_under_break_glass_is_reverted_with_its_stamps_
     let agent = s.start_agent(&["--interval", "1h", "--leader-elect=false"]);
     assert!(agent.synced(&commit).await, "{}", agent.log());
 
-    s.cluster
-        .kubectl(
-            Identity::Carol,
-            &[
-                "-n",
-                s.ns(),
-                "patch",
-                "configmap",
-                "settings",
-                "-p",
-                r#"{"metadata":{"annotations":{"gitwarden.io/break-glass":"INC-78 wrong greeting","gitwarden.io/break-glass-ttl":"12s"}},"data":{"greeting":"hotfix"}}"#,
-            ],
-        )
-        .expect_success();
+    carol_sets_a_hotfix_greeting(&s, "INC-78 wrong greeting", "12s");
     assert_eq!(
         configmap_field(
             &s,
@@ -499,20 +505,7 @@ async fn diff_shows_an_object_under_an_open_window_as_held_not_as_a_change() {
     s.commit(&[("app/settings.yaml", &settings())], "first");
     let webhook = ScopedWebhook::start(&s).await;
     s.sync();
-    s.cluster
-        .kubectl(
-            Identity::Carol,
-            &[
-                "-n",
-                s.ns(),
-                "patch",
-                "configmap",
-                "settings",
-                "-p",
-                r#"{"metadata":{"annotations":{"gitwarden.io/break-glass":"INC-79 hotfix","gitwarden.io/break-glass-ttl":"10m"}},"data":{"greeting":"hotfix"}}"#,
-            ],
-        )
-        .expect_success();
+    carol_sets_a_hotfix_greeting(&s, "INC-79 hotfix", "10m");
     let until = configmap_field(
         &s,
         "settings",

@@ -11,27 +11,17 @@ use std::time::Duration;
 use gitwarden_shared::names;
 use gitwarden_tests::Identity;
 use gitwarden_tests::install::{SYSTEM_NAMESPACE, jsonpath, wait_ready_replicas};
+use gitwarden_tests::kubectl::run_plugin;
 use gitwarden_tests::node::NodeCluster;
 use serde_json::Value;
 
-use crate::installed::{installed, pod_ip, steady};
+use crate::installed::{admin_token, installed, pod_ip, steady};
 
 /// The refused writes per round.
 const PROBES: usize = 16;
 
 /// The DNS name the webhook's serving certificate carries.
 const SERVICE_DNS_NAME: &str = "gitwarden-webhook.gitwarden-system.svc";
-
-/// The admin kubeconfig's bearer token (tests/cluster writes static
-/// tokens): the webhook reviews it, and admin may read /audit.
-fn admin_token(node: &NodeCluster) -> String {
-    let text = std::fs::read_to_string(node.kubeconfig(Identity::Admin)).unwrap();
-    let config: Value = serde_yaml_ng::from_str(&text).unwrap();
-    config["users"][0]["user"]["token"]
-        .as_str()
-        .expect("the admin kubeconfig holds a bearer token")
-        .to_owned()
-}
 
 /// The CA bundle the webhook's serving certificate is signed by.
 fn webhook_ca(node: &NodeCluster) -> Vec<u8> {
@@ -120,20 +110,6 @@ fn probe_names(records: &Value) -> BTreeSet<String> {
         .filter(|name| name.starts_with("audit-replica-probe-"))
         .map(str::to_owned)
         .collect()
-}
-
-/// `kubectl gitwarden audit -n shop -o json --limit 100` as admin, through
-/// the API server's service proxy to the Service (the plugin's default
-/// route).
-fn plugin_audit(node: &NodeCluster) -> gitwarden_tests::kubectl::KubectlOutput {
-    let plugin = gitwarden_tests::binaries::binary("kubectl-gitwarden").unwrap();
-    gitwarden_tests::node::run_host(
-        std::process::Command::new(plugin)
-            .args(["audit", "-n", "shop", "-o", "json", "--limit", "100"])
-            .arg("--kubeconfig")
-            .arg(node.kubeconfig(Identity::Admin))
-            .stdin(std::process::Stdio::null()),
-    )
 }
 
 /// Alice (cluster-admin, not git) creates `names` in namespace shop at
@@ -251,7 +227,10 @@ fn any_replica_answers_audit_with_every_replicas_records() {
     // `kubectl gitwarden audit`, through the Service: whichever replica
     // answers, it answers with every refusal, and warns of nothing missing.
     for attempt in 1..=3 {
-        let out = plugin_audit(node);
+        let out = run_plugin(
+            &node.kubeconfig(Identity::Admin),
+            &["audit", "-n", "shop", "-o", "json", "--limit", "100"],
+        );
         assert!(out.success, "attempt {attempt}: {out:?}");
         assert!(
             !out.stderr.contains("warning:"),

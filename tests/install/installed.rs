@@ -143,3 +143,14 @@ pub fn agent_status(node: &NodeCluster) -> gitwarden_tests::kubectl::KubectlOutp
             .arg(node.kubeconfig(gitwarden_tests::Identity::Admin)),
     )
 }
+
+/// The admin kubeconfig's bearer token (tests/cluster writes static tokens):
+/// gitwarden's endpoints review it, and admin may read /audit and /status.
+pub fn admin_token(node: &NodeCluster) -> String {
+    let text = std::fs::read_to_string(node.kubeconfig(gitwarden_tests::Identity::Admin)).unwrap();
+    let config: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    config["users"][0]["user"]["token"]
+        .as_str()
+        .expect("the admin kubeconfig holds a bearer token")
+        .to_owned()
+}

@@ -8,22 +8,12 @@ use std::time::Duration;
 use gitwarden_shared::names;
 use gitwarden_tests::Identity;
 use gitwarden_tests::install::{SYSTEM_NAMESPACE, jsonpath, wait_ready_replicas};
+use gitwarden_tests::kubectl::run_plugin;
 use gitwarden_tests::node::NodeCluster;
 use gitwarden_tests::wait::wait_blocking;
 use serde_json::Value;
 
-use crate::installed::{installed, leader_pod, pod_ip, steady};
-
-/// The admin kubeconfig's bearer token (tests/cluster writes static tokens):
-/// the agents review it and admin may read /status.
-fn admin_token(node: &NodeCluster) -> String {
-    let text = std::fs::read_to_string(node.kubeconfig(Identity::Admin)).unwrap();
-    let config: Value = serde_yaml_ng::from_str(&text).unwrap();
-    config["users"][0]["user"]["token"]
-        .as_str()
-        .expect("the admin kubeconfig holds a bearer token")
-        .to_owned()
-}
+use crate::installed::{admin_token, installed, leader_pod, pod_ip, steady};
 
 /// GET `url` with `token` and `headers`: the status code, the named
 /// response headers and the body as JSON (`Null` when it is none).
@@ -82,18 +72,6 @@ fn agent_pods(node: &NodeCluster) -> Vec<String> {
     .split_whitespace()
     .map(str::to_owned)
     .collect()
-}
-
-/// `kubectl gitwarden status -o json` as admin, through the API server's
-/// service proxy to the Service (the plugin's default route).
-fn plugin_status(node: &NodeCluster) -> gitwarden_tests::kubectl::KubectlOutput {
-    let plugin = gitwarden_tests::binaries::binary("kubectl-gitwarden").unwrap();
-    gitwarden_tests::node::run_host(
-        std::process::Command::new(plugin)
-            .args(["status", "-o", "json"])
-            .env("KUBECONFIG", node.kubeconfig(Identity::Admin))
-            .stdin(std::process::Stdio::null()),
-    )
 }
 
 #[test]
@@ -226,7 +204,7 @@ fn every_replica_answers_status_with_the_leaders_status() {
     // the Service picks, the answer is the leader's.
     let mut through_standby = 0;
     for attempt in 1..=8 {
-        let out = plugin_status(node);
+        let out = run_plugin(&node.kubeconfig(Identity::Admin), &["status", "-o", "json"]);
         assert!(out.success, "attempt {attempt}: {out:?}");
         let status: Value = serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("attempt {attempt}: no JSON ({e}): {out:?}"));

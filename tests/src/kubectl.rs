@@ -139,3 +139,42 @@ pub fn wait_condition(
         None => bail!("{object} did not become {condition} within {limit:?}: {last}"),
     }
 }
+
+/// `kubectl gitwarden ARGS` as the holder of `kubeconfig` (`KUBECONFIG`),
+/// found by kubectl's own plugin lookup on PATH, with the workspace's
+/// `kubectl-gitwarden` first on it: how a user runs the plugin.
+pub fn run_plugin(kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
+    let plugin = match crate::binaries::binary("kubectl-gitwarden") {
+        Ok(p) => p,
+        Err(e) => panic!("{e:#}"),
+    };
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = plugin
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(&inherited));
+    let path = match std::env::join_paths(dirs) {
+        Ok(p) => p,
+        Err(e) => panic!("PATH with {}: {e}", plugin.display()),
+    };
+    let bin = match kubectl_binary() {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    let out = Command::new(&bin)
+        .arg("gitwarden")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(out) => KubectlOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Err(e) => panic!("running {} gitwarden: {e}", bin.display()),
+    }
+}

@@ -4,13 +4,13 @@
 //! SubjectAccessReview, `break-glass` opening a window carol can use, and
 //! `why` telling managed, commit, window and denials.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use gitwarden_tests::git::Repo;
-use gitwarden_tests::kubectl::kubectl_binary;
-use gitwarden_tests::{Identity, KubectlOutput, wait_for};
+use gitwarden_tests::kubectl::run_plugin as plugin;
+use gitwarden_tests::{Identity, wait_for};
 use serde_json::Value;
 
 use crate::common::Setup;
@@ -87,30 +87,6 @@ fn repo_with_settings(s: &Setup) -> (Repo, String) {
     .unwrap();
     let commit = repo.commit_all("settings").unwrap();
     (repo, commit)
-}
-
-/// `kubectl gitwarden ARGS` as the holder of `kubeconfig`, through kubectl's
-/// plugin lookup on PATH.
-fn plugin(kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
-    let binary = gitwarden_tests::binaries::binary("kubectl-gitwarden").unwrap();
-    let dir = binary.parent().unwrap().to_path_buf();
-    let path = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .unwrap();
-    let out = Command::new(kubectl_binary().unwrap())
-        .arg("gitwarden")
-        .args(args)
-        .env("PATH", path)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    KubectlOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// The flags that point the plugin at the loopback webhook and the agent.
