@@ -16,6 +16,16 @@ pub struct KubectlOutput {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for KubectlOutput {
+    fn from(out: std::process::Output) -> Self {
+        KubectlOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl KubectlOutput {
     /// Panics with both streams unless kubectl succeeded; returns stdout.
     #[track_caller]
@@ -96,11 +106,7 @@ pub fn run_kubectl_full(
         child.wait_with_output()
     });
     match out {
-        Ok(out) => KubectlOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
+        Ok(out) => KubectlOutput::from(out),
         Err(e) => panic!("running {}: {e}", bin.display()),
     }
 }
@@ -170,11 +176,7 @@ pub fn run_plugin(kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
         .stdin(std::process::Stdio::null())
         .output();
     match out {
-        Ok(out) => KubectlOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
+        Ok(out) => KubectlOutput::from(out),
         Err(e) => panic!("running {} gitwarden: {e}", bin.display()),
     }
 }

@@ -322,11 +322,7 @@ impl Deref for NodeCluster {
 /// Runs a host command and captures it in the shape of a kubectl run.
 pub fn run_host(command: &mut Command) -> KubectlOutput {
     match command.output() {
-        Ok(out) => KubectlOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
+        Ok(out) => KubectlOutput::from(out),
         Err(e) => panic!("running {command:?}: {e}"),
     }
 }
