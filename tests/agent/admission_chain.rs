@@ -805,12 +805,19 @@ async fn an_admission_policy_that_refuses_the_agent_is_reported_by_name() {
         "{series} missing:\n{metrics}"
     );
 
-    // The guard is armed and spares the allowed policy.
-    assert_eq!(
-        status.admission_guard.state,
-        GuardState::Armed,
-        "{}",
-        json(&status)
+    // The guard arms once it has seen git's objects and the policy (its own
+    // task, so a moment after the refusal is reported) and spares the
+    // allowed policy.
+    let armed = wait_for(Duration::from_secs(10), || async {
+        let status = agent.status().await?;
+        (status.admission_guard.state == GuardState::Armed).then_some(())
+    })
+    .await;
+    assert!(
+        armed.is_some(),
+        "the guard never armed: {:?}\n{}",
+        agent.status().await.map(|s| json(&s)),
+        agent.log()
     );
     assert!(
         uid_of::<ValidatingAdmissionPolicy>(&s, &refuser)
