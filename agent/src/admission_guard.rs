@@ -21,6 +21,11 @@
 //! ([`gitwarden_shared::admission_object`]), keeping the
 //! `caBundle` that gitwarden-certs injects: Warning Event
 //! `AdmissionObjectRestored`, `gitwarden_agent_admission_objects_restored_total{kind}`.
+//! An object from git that someone *deletes* (which no webhook can refuse:
+//! gitwarden's own webhook configuration is such an object) is created again
+//! at once, not at the next sync, with the `caBundle` it held
+//! ([`recreate`]): Warning Event `AdmissionObjectRecreated`, counted as
+//! restored.
 //!
 //! It removes nothing before it knows what git contains (a verified revision
 //! loaded) and what the policy allows (the policy ConfigMap was read): a
@@ -44,10 +49,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{
-    Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, PostParams,
-    Preconditions,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::discovery::ApiResource;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -57,6 +59,8 @@ use tracing::Instrument;
 use crate::cli::Namespaced;
 use crate::reporter::Reporter;
 use gitwarden_agent::status::{AuditFate, GuardState, GuardStatus, Removal};
+
+mod recreate;
 
 /// How often deletes that failed (API errors) are tried again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -87,6 +91,56 @@ struct Live {
     uid: String,
     /// Deleted, but held by finalizers: still in force until they go.
     terminating: bool,
+    /// Its webhooks' `caBundle`s by webhook name (git does not hold them):
+    /// what it is created again with if it is git's and gets deleted.
+    ca_bundles: Vec<(String, String)>,
+}
+
+/// How the guard put an admission object from git back: counted alike
+/// (`…_admission_objects_restored_total`), told apart in Events and the
+/// audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutBack {
+    /// Changed beyond what a re-apply heals: replaced in place.
+    Restored,
+    /// Deleted: created again ([`recreate`]).
+    Recreated,
+}
+
+impl PutBack {
+    fn reason(self) -> AgentReportReason {
+        match self {
+            PutBack::Restored => AgentReportReason::AdmissionObjectRestored,
+            PutBack::Recreated => AgentReportReason::AdmissionObjectRecreated,
+        }
+    }
+
+    /// The audit record's operation: what the agent did.
+    fn operation(self) -> &'static str {
+        match self {
+            PutBack::Restored => "UPDATE",
+            PutBack::Recreated => "CREATE",
+        }
+    }
+
+    /// The Event's reason and action.
+    fn event(self) -> (&'static str, &'static str) {
+        match self {
+            PutBack::Restored => ("AdmissionObjectRestored", "Restore"),
+            PutBack::Recreated => ("AdmissionObjectRecreated", "Create"),
+        }
+    }
+
+    fn message(self, kind: AdmissionKind, name: &str, revision: &str) -> String {
+        match self {
+            PutBack::Restored => format!(
+                "{kind} {name:?} from git was changed beyond what a re-apply heals (an added webhook, match condition, selector or other field); restored to git revision {revision}"
+            ),
+            PutBack::Recreated => format!(
+                "{kind} {name:?} from git was deleted, which no webhook can refuse; created again from git revision {revision}"
+            ),
+        }
+    }
 }
 
 /// One admission kind the guard watches.
@@ -105,6 +159,9 @@ enum Seen {
     Present(usize, String, Live),
     /// The object is gone.
     Gone(usize, String),
+    /// A (re-)list of the kind is complete: what was known before it and is
+    /// not listed now was deleted while the watch was away.
+    Listed(usize),
 }
 
 /// Runs the guard until the future is dropped (leadership ends). Returns
@@ -164,6 +221,8 @@ pub async fn guard(
             settings,
             reporter,
             live: BTreeMap::new(),
+            before_relist: BTreeMap::new(),
+            deleted: BTreeMap::new(),
             failed: HashSet::new(),
             recorded: HashSet::new(),
             defaulted: std::collections::HashMap::new(),
@@ -242,9 +301,10 @@ async fn permitted(client: &kube::Client, resource: &ApiResource, verb: &str) ->
     }
 }
 
-/// Watches one kind (metadata only) and forwards what it sees.
+/// Watches one kind (whole objects: they are few and small, and a deleted
+/// one is created again with its `caBundle`) and forwards what it sees.
 async fn watch_kind(client: kube::Client, index: usize, w: Watched, seen: mpsc::Sender<Seen>) {
-    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &w.resource);
+    let api: Api<DynamicObject> = Api::all_with(client, &w.resource);
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -257,10 +317,19 @@ async fn watch_kind(client: kube::Client, index: usize, w: Watched, seen: mpsc::
                         .finalizers
                         .as_ref()
                         .is_some_and(|f| !f.is_empty());
+                let ca_bundles = admission_object::ca_bundles(&o.data);
                 let (Some(name), Some(uid)) = (o.metadata.name, o.metadata.uid) else {
                     continue;
                 };
-                Seen::Present(index, name, Live { uid, terminating })
+                Seen::Present(
+                    index,
+                    name,
+                    Live {
+                        uid,
+                        terminating,
+                        ca_bundles,
+                    },
+                )
             }
             Ok(watcher::Event::Delete(o)) => {
                 let Some(name) = o.metadata.name else {
@@ -268,7 +337,7 @@ async fn watch_kind(client: kube::Client, index: usize, w: Watched, seen: mpsc::
                 };
                 Seen::Gone(index, name)
             }
-            Ok(watcher::Event::InitDone) => continue,
+            Ok(watcher::Event::InitDone) => Seen::Listed(index),
             Err(e) => {
                 tracing::debug!(kind = %w.kind, error = %e, "admission watch interrupted; retrying");
                 continue;
@@ -289,6 +358,11 @@ struct Guard {
     recorder: Recorder,
     /// Every live object: (kind index, name) → what is known of it.
     live: BTreeMap<(usize, String), Live>,
+    /// Per kind being re-listed: what was live before the list began.
+    before_relist: BTreeMap<usize, Vec<(String, Live)>>,
+    /// Objects that were live and were deleted, with what they were: created
+    /// again if git has them.
+    deleted: BTreeMap<(usize, String), Live>,
     /// The uids already recorded as removed (a delete held by finalizers
     /// is finished later, and must not count twice).
     recorded: HashSet<String>,
@@ -320,16 +394,33 @@ impl Guard {
             let changed: Vec<(usize, String)> = tokio::select! {
                 message = seen.recv() => match message {
                     Some(Seen::Relist(index)) => {
+                        let known = self
+                            .live
+                            .iter()
+                            .filter(|((i, _), _)| *i == index)
+                            .map(|((_, name), live)| (name.clone(), live.clone()))
+                            .collect();
+                        self.before_relist.insert(index, known);
                         self.live.retain(|(i, _), _| *i != index);
                         Vec::new()
                     }
+                    Some(Seen::Listed(index)) => {
+                        for (name, live) in self.before_relist.remove(&index).unwrap_or_default() {
+                            if !self.live.contains_key(&(index, name.clone())) {
+                                self.deleted.insert((index, name), live);
+                            }
+                        }
+                        Vec::new()
+                    }
                     Some(Seen::Present(index, name, live)) => {
+                        self.deleted.remove(&(index, name.clone()));
                         self.live.insert((index, name.clone()), live);
                         vec![(index, name)]
                     }
                     Some(Seen::Gone(index, name)) => {
                         if let Some(live) = self.live.remove(&(index, name.clone())) {
                             self.recorded.remove(&live.uid);
+                            self.deleted.insert((index, name.clone()), live);
                         }
                         self.failed.remove(&(index, name));
                         Vec::new()
@@ -363,6 +454,7 @@ impl Guard {
                     // Everything seen while waiting is judged now.
                     let all: Vec<_> = self.live.keys().cloned().collect();
                     if let (Some(g), Some(p)) = (&git_now, &policy_now) {
+                        self.recreate_deleted(g, &p.chain).await;
                         self.judge_all(all, g, &p.chain).await;
                     }
                     continue;
@@ -372,6 +464,7 @@ impl Guard {
             else {
                 continue;
             };
+            self.recreate_deleted(&git_now, &policy_now.chain).await;
             self.judge_all(changed, &git_now, &policy_now.chain).await;
         }
     }
@@ -475,7 +568,10 @@ impl Guard {
             ..PostParams::default()
         };
         match api.replace(name, &params, &restored).await {
-            Ok(_) => self.record_restored(w, name, git.revision()).await,
+            Ok(_) => {
+                self.record_put_back(PutBack::Restored, w, name, git.revision())
+                    .await
+            }
             // Changed again meanwhile: the watch brings that version.
             Err(kube::Error::Api(status)) if status.code == 409 || status.is_not_found() => {}
             Err(e) => {
@@ -547,20 +643,11 @@ impl Guard {
         }
     }
 
-    /// A restore's log line, metric, status count and Event.
-    async fn record_restored(&self, w: &Watched, name: &str, revision: &str) {
-        let message = format!(
-            "{} {name:?} from git was changed beyond what a re-apply heals (an added webhook, match condition, selector or other field); restored to git revision {revision}",
-            w.kind
-        );
-        let audit = self.audit(
-            AgentReportReason::AdmissionObjectRestored,
-            "UPDATE",
-            w,
-            name,
-            &message,
-        );
-        tracing::warn!(kind = %w.kind, %name, %revision, ?audit, "restored an admission object from git");
+    /// A put-back's log line, metric, status count, Event and audit record.
+    async fn record_put_back(&self, how: PutBack, w: &Watched, name: &str, revision: &str) {
+        let message = how.message(w.kind, name, revision);
+        let audit = self.audit(how.reason(), how.operation(), w, name, &message);
+        tracing::warn!(kind = %w.kind, %name, %revision, ?audit, how = ?how, "put an admission object from git back");
         self.reporter.admission_object_restored(w.kind.kind());
         let regarding = ObjectReference {
             api_version: Some(w.resource.api_version.clone()),
@@ -568,12 +655,13 @@ impl Guard {
             name: Some(name.to_owned()),
             ..Default::default()
         };
+        let (reason, action) = how.event();
         crate::events::publish(
             &self.recorder,
             &regarding,
             EventType::Warning,
-            "AdmissionObjectRestored",
-            "Restore",
+            reason,
+            action,
             message,
         )
         .await;

@@ -192,27 +192,52 @@ pub fn restored(git_body: &Value, live: &Value) -> Value {
         m.remove("managedFields");
     }
     out.insert("metadata".to_owned(), metadata);
-    if let Some(webhooks) = out.get_mut("webhooks").and_then(Value::as_array_mut) {
-        for webhook in webhooks {
-            let name = webhook["name"].clone();
-            let bundle = live["webhooks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|w| w["name"] == name)
-                .and_then(|w| w["clientConfig"].get("caBundle"))
-                .cloned();
-            if let (Some(bundle), Some(config)) = (
-                bundle,
-                webhook
-                    .get_mut("clientConfig")
-                    .and_then(Value::as_object_mut),
-            ) {
-                config.entry("caBundle").or_insert(bundle);
-            }
+    let mut out = Value::Object(out);
+    keep_ca_bundles(&mut out, &ca_bundles(live));
+    out
+}
+
+/// The body that creates again an object from git that someone deleted:
+/// git's body, with `ca_bundles` (what the deleted object held, by webhook
+/// name, from [`ca_bundles`]) for each webhook git names. Git does not hold
+/// the bundle (the webhook or a CA injector puts it there), and without it
+/// the API server could not verify the webhook it calls.
+pub fn recreated(git_body: &Value, ca_bundles: &[(String, String)]) -> Value {
+    let mut out = git_body.clone();
+    if let Some(metadata) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        for server_set in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            metadata.remove(server_set);
         }
     }
-    Value::Object(out)
+    keep_ca_bundles(&mut out, ca_bundles);
+    out
+}
+
+/// Gives each webhook of `object` without a `caBundle` the one `bundles`
+/// names for it.
+fn keep_ca_bundles(object: &mut Value, bundles: &[(String, String)]) {
+    let Some(webhooks) = object.get_mut("webhooks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for webhook in webhooks {
+        let bundle = bundles
+            .iter()
+            .find(|(name, _)| webhook["name"].as_str() == Some(name))
+            .map(|(_, bundle)| bundle.clone());
+        if let (Some(bundle), Some(config)) = (
+            bundle,
+            webhook
+                .get_mut("clientConfig")
+                .and_then(Value::as_object_mut),
+        ) {
+            config.entry("caBundle").or_insert(Value::String(bundle));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,5 +369,25 @@ mod tests {
         assert_eq!(body["webhooks"].as_array().unwrap().len(), 1);
         assert_eq!(body["webhooks"][0]["clientConfig"]["caBundle"], "LS0t");
         assert!(!tampered(&git(), &body));
+    }
+
+    #[test]
+    fn a_recreated_body_is_git_with_the_deleted_objects_ca_bundle_and_no_server_fields() {
+        let mut deleted = live();
+        deleted["webhooks"][0]["clientConfig"]["caBundle"] = json!("LS0t");
+        let mut body_with_server_fields = git();
+        body_with_server_fields["metadata"]["uid"] = json!("old");
+        body_with_server_fields["metadata"]["resourceVersion"] = json!("7");
+        let body = recreated(&body_with_server_fields, &ca_bundles(&deleted));
+        assert!(body["metadata"].get("uid").is_none());
+        assert!(body["metadata"].get("resourceVersion").is_none());
+        assert_eq!(body["metadata"]["name"], git()["metadata"]["name"]);
+        assert_eq!(body["webhooks"][0]["clientConfig"]["caBundle"], "LS0t");
+        assert!(!tampered(&git(), &body));
+    }
+
+    #[test]
+    fn a_recreated_body_never_read_alive_is_gits_as_it_is() {
+        assert_eq!(recreated(&git(), &[]), git());
     }
 }

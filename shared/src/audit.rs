@@ -67,6 +67,9 @@ pub enum AgentReportReason {
     /// what a re-apply heals (an added webhook or match condition) and was
     /// put back as git has it.
     AdmissionObjectRestored,
+    /// An admission-configuration object from git was deleted (which no
+    /// webhook can refuse) and created again as git has it.
+    AdmissionObjectRecreated,
     /// A managed object had drifted from git and was re-applied.
     DriftHealed,
     /// A sync failed (reported once per failure streak).
@@ -89,6 +92,7 @@ impl AgentReportReason {
         match self {
             AgentReportReason::AdmissionObjectNotInGit => "admission_object_not_in_git",
             AgentReportReason::AdmissionObjectRestored => "admission_object_restored",
+            AgentReportReason::AdmissionObjectRecreated => "admission_object_recreated",
             AgentReportReason::DriftHealed => "drift_healed",
             AgentReportReason::SyncFailed => "sync_failed",
             AgentReportReason::SyncRecovered => "sync_recovered",
@@ -109,9 +113,10 @@ impl AgentReportReason {
 
     /// Every reason, for [`AgentReportReason::from_code`] and for tests
     /// that cover each one.
-    pub const ALL: [AgentReportReason; 9] = [
+    pub const ALL: [AgentReportReason; 10] = [
         AgentReportReason::AdmissionObjectNotInGit,
         AgentReportReason::AdmissionObjectRestored,
+        AgentReportReason::AdmissionObjectRecreated,
         AgentReportReason::DriftHealed,
         AgentReportReason::SyncFailed,
         AgentReportReason::SyncRecovered,
@@ -127,7 +132,8 @@ impl AgentReportReason {
     pub const fn decision(self) -> AuditDecision {
         match self {
             AgentReportReason::AdmissionObjectNotInGit
-            | AgentReportReason::AdmissionObjectRestored => AuditDecision::Removed,
+            | AgentReportReason::AdmissionObjectRestored
+            | AgentReportReason::AdmissionObjectRecreated => AuditDecision::Removed,
             _ => AuditDecision::Reported,
         }
     }

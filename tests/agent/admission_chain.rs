@@ -175,6 +175,25 @@ fn start_guarded(s: &AgentSetup, token: &tempfile::NamedTempFile, extra: &[&str]
     s.start_agent(&args)
 }
 
+/// Starts a guarding agent that records what it does in `audit_log`.
+fn start_audited(
+    s: &AgentSetup,
+    token: &tempfile::NamedTempFile,
+    audit_log: &AuditWebhook,
+) -> RunningAgent {
+    let audit_ca = audit_log.ca();
+    start_guarded(
+        s,
+        token,
+        &[
+            "--audit-url",
+            &audit_log.url,
+            "--audit-ca",
+            audit_ca.to_str().unwrap(),
+        ],
+    )
+}
+
 /// Waits until the agent synced `commit` and its guard removes what it must.
 async fn armed(agent: &RunningAgent, commit: &str) {
     let ready = wait_for(Duration::from_secs(60), || async {
@@ -500,47 +519,16 @@ async fn an_admission_object_from_git_added_to_outside_git_is_restored_keeping_i
         ],
         "gitwarden's admission chain",
     );
-    // The audit webhook reads the same policy; it must exist before it starts.
-    apply(
-        &s.cluster.kubeconfig(Identity::Admin),
-        &render(&policy(&[]), &[("NAMESPACE", &ns)]),
-    )
-    .unwrap();
     let audit_log = AuditWebhook::start(&s).await;
     let token = hook_token();
-    let audit_ca = audit_log.ca();
-    let agent = start_guarded(
-        &s,
-        &token,
-        &[
-            "--audit-url",
-            &audit_log.url,
-            "--audit-ca",
-            audit_ca.to_str().unwrap(),
-        ],
-    );
+    let agent = start_audited(&s, &token, &audit_log);
     armed(&agent, &commit).await;
     let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
         .await
         .unwrap();
 
     // gitwarden-certs injects the CA bundle, which git does not hold: by design.
-    let ca = gitwarden_certs::CertificateAuthority::generate(
-        "gitwarden-restore-test-ca",
-        Duration::from_secs(3600),
-    )
-    .unwrap();
-    use base64::Engine as _;
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
-    json_patch(
-        &s,
-        Identity::Admin,
-        "gitwarden-certs",
-        &name,
-        &format!(
-            r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{bundle}"}}]"#
-        ),
-    );
+    let ca = inject_ca_bundle(&s, "gitwarden-certs", &name);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = agent.status().await.unwrap();
     assert_eq!(
@@ -834,7 +822,14 @@ struct AuditWebhook {
 }
 
 impl AuditWebhook {
+    /// Starts it on the test's policy ConfigMap (gitwarden's default
+    /// policy, applied here: the webhook reads it before it serves).
     async fn start(s: &AgentSetup) -> AuditWebhook {
+        apply(
+            &s.cluster.kubeconfig(Identity::Admin),
+            &render(&policy(&[]), &[("NAMESPACE", s.ns())]),
+        )
+        .unwrap();
         let webhook = LoopbackWebhook::start(
             &s.cluster.kubeconfig(Identity::Admin),
             &format!("{}/gitwarden-policy", s.ns()),
@@ -862,25 +857,10 @@ async fn a_removed_admission_object_is_recorded_in_the_audit_log_as_removed() {
     let ns = s.ns().to_owned();
     let rogue = format!("rogue-audited-{ns}");
     let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &rogue)]);
-    apply(
-        &s.cluster.kubeconfig(Identity::Admin),
-        &render(&policy(&[]), &[("NAMESPACE", &ns)]),
-    )
-    .unwrap();
     let webhook = AuditWebhook::start(&s).await;
     let commit = s.commit(&[("app/settings.yaml", &settings("one"))], "an app");
     let token = hook_token();
-    let ca = webhook.ca();
-    let agent = start_guarded(
-        &s,
-        &token,
-        &[
-            "--audit-url",
-            &webhook.url,
-            "--audit-ca",
-            ca.to_str().unwrap(),
-        ],
-    );
+    let agent = start_audited(&s, &token, &webhook);
     armed(&agent, &commit).await;
 
     create_as(&s, Identity::Alice, &empty_validating(&rogue));
@@ -934,14 +914,11 @@ fn registration_template(configuration: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_restored() {
-    let _one = ONE_GUARD.lock().await;
-    let s = AgentSetup::new("adm-registered").await;
-    let ns = s.ns().to_owned();
-    let name = format!("registered-{ns}");
-    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
-    let template = harmless_validating(&name, &ns);
+/// Commits gitwarden's policy and a registration template holding the
+/// harmless configuration `name`, and registers it as the webhook does once
+/// it is ready (the webhook's own tests cover that); the commit.
+fn registered_from_template(s: &AgentSetup, name: &str) -> String {
+    let template = harmless_validating(name, s.ns());
     let commit = s.commit(
         &[
             ("gitwarden/policy.yaml", &policy(&[])),
@@ -952,13 +929,64 @@ async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_re
         ],
         "gitwarden's webhook registers its configuration from this template",
     );
-    // What the webhook does once it is ready (its own test covers it).
     gitwarden_tests::kubectl::run_kubectl_stdin(
         &s.cluster.kubeconfig(Identity::Admin),
         &["create", "--field-manager", "gitwarden-webhook", "-f", "-"],
         &template,
     )
     .expect_success();
+    commit
+}
+
+/// Removes the template ConfigMap a test's sync applied into gitwarden-system.
+fn remove_registration_template(s: &AgentSetup) {
+    let _ = gitwarden_tests::kubectl::run_kubectl(
+        &s.cluster.kubeconfig(Identity::Admin),
+        &[
+            "-n",
+            "gitwarden-system",
+            "delete",
+            "configmap",
+            "gitwarden-webhook-configurations",
+            "--ignore-not-found",
+        ],
+    );
+}
+
+/// Puts a fresh CA's bundle on the first webhook of configuration `name`, as
+/// `manager` (gitwarden-certs or the webhook) does; git never holds it.
+fn inject_ca_bundle(
+    s: &AgentSetup,
+    manager: &str,
+    name: &str,
+) -> gitwarden_certs::CertificateAuthority {
+    use base64::Engine as _;
+    let ca = gitwarden_certs::CertificateAuthority::generate(
+        "gitwarden-injected-test-ca",
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+    json_patch(
+        s,
+        Identity::Admin,
+        manager,
+        name,
+        &format!(
+            r#"[{{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"{bundle}"}}]"#
+        ),
+    );
+    ca
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_restored() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-registered").await;
+    let ns = s.ns().to_owned();
+    let name = format!("registered-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
+    let commit = registered_from_template(&s, &name);
     let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
         .await
         .unwrap();
@@ -990,15 +1018,93 @@ async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_re
     assert_eq!(restored.metadata.uid, Some(uid), "restored in place");
     let status = agent.status().await.unwrap();
     assert!(status.admission_objects_restored >= 1, "{}", json(&status));
-    let _ = gitwarden_tests::kubectl::run_kubectl(
-        &s.cluster.kubeconfig(Identity::Admin),
-        &[
-            "-n",
-            "gitwarden-system",
-            "delete",
-            "configmap",
-            "gitwarden-webhook-configurations",
-            "--ignore-not-found",
-        ],
+    remove_registration_template(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_configuration_from_gits_template_is_created_again_at_once_with_its_ca_bundle() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-recreate").await;
+    let ns = s.ns().to_owned();
+    let name = format!("recreated-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
+    // Registered, with the CA bundle the webhook serves with. No webhook runs
+    // afterwards (crashed, its node gone), so nothing but the agent can put
+    // the configuration back.
+    let commit = registered_from_template(&s, &name);
+    let ca = inject_ca_bundle(&s, "gitwarden-webhook", &name);
+    let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
+        .await
+        .unwrap();
+    let audit_log = AuditWebhook::start(&s).await;
+    let token = hook_token();
+    // A sync an hour away: only the guard can bring it back in this test.
+    let agent = start_audited(&s, &token, &audit_log);
+    armed(&agent, &commit).await;
+
+    // admin deletes it: no webhook can refuse that, and enforcement stops.
+    let deleted = Instant::now();
+    s.cluster
+        .kubectl(
+            Identity::Admin,
+            &["delete", "validatingwebhookconfiguration", &name],
+        )
+        .expect_success();
+    let admin = s.cluster.client(Identity::Admin).await.unwrap();
+    let api = Api::<ValidatingWebhookConfiguration>::all(admin);
+    let back = wait_for(Duration::from_secs(10), || async {
+        let live = api.get_opt(&name).await.ok()??;
+        (live.metadata.uid.as_deref() != Some(uid.as_str())).then_some(live)
+    })
+    .await;
+    let Some(back) = back else {
+        panic!("not created again:\n{}", agent.log())
+    };
+    eprintln!("created again {:?} after the delete", deleted.elapsed());
+    let webhooks = back.webhooks.unwrap_or_default();
+    assert_eq!(webhooks.len(), 1, "{webhooks:#?}");
+    assert_eq!(webhooks[0].name, "check.gitwarden.test");
+    assert_eq!(
+        webhooks[0]
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| b.0.clone()),
+        Some(ca.cert_pem().as_bytes().to_vec()),
+        "created again with the CA bundle it held, so the API server can call the webhook"
     );
+
+    let event = wait_for(Duration::from_secs(10), || async {
+        let found = event_kinds(&s, "default", "AdmissionObjectRecreated", &name);
+        found.contains("Warning").then_some(())
+    })
+    .await;
+    assert!(
+        event.is_some(),
+        "no AdmissionObjectRecreated Event:\n{}",
+        agent.log()
+    );
+    let status = agent.status().await.unwrap();
+    assert_eq!(status.admission_objects_restored, 1, "{}", json(&status));
+    assert_eq!(status.admission_objects_removed, 0, "{}", json(&status));
+    let record = wait_for(Duration::from_secs(20), || async {
+        audit_log.records().into_iter().find(|r| {
+            r.reason == "admission_object_recreated" && r.name.as_deref() == Some(name.as_str())
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("no re-creation record: {:#?}", audit_log.records()));
+    assert_eq!(record.decision, AuditDecision::Removed);
+    assert_eq!(record.operation, "CREATE");
+    assert_eq!(record.user, AGENT);
+
+    // Kept from then on, like the configuration it replaced.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        uid_of::<ValidatingWebhookConfiguration>(&s, &name).await,
+        back.metadata.uid,
+        "{}",
+        agent.log()
+    );
+    remove_registration_template(&s);
 }

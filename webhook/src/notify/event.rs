@@ -101,7 +101,8 @@ impl EventKind {
                     AgentReportReason::BreakGlassReverted => Some(EventKind::BreakGlassReverted),
                     // Recorded as `removed`, never as `reported`.
                     AgentReportReason::AdmissionObjectNotInGit
-                    | AgentReportReason::AdmissionObjectRestored => None,
+                    | AgentReportReason::AdmissionObjectRestored
+                    | AgentReportReason::AdmissionObjectRecreated => None,
                 }
             }
         }
