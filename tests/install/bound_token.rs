@@ -37,7 +37,7 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
         - name: main
-          image: gitwarden.test/node-toolbox:1
+          image: gitwarden.local/toolbox:dev
           imagePullPolicy: Never
           command: ["sleep", "3600"]
 "#;

@@ -139,7 +139,7 @@ fn admin_cannot_debug_gitwardens_pods_with_an_ephemeral_container() {
             "-n",
             SYSTEM_NAMESPACE,
             &pod,
-            "--image=gitwarden.test/node-toolbox:1",
+            "--image=gitwarden.local/toolbox:dev",
             "--image-pull-policy=Never",
             "--target=agent",
             "--",

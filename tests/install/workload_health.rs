@@ -67,7 +67,7 @@ spec:
     spec:
       containers:
         - name: main
-          image: gitwarden.test/node-toolbox:1
+          image: gitwarden.local/toolbox:dev
           imagePullPolicy: Never
           command: ["sh", "-c", "echo starting; exit 3"]
 "#;

@@ -17,8 +17,9 @@ use anyhow::{Context, Result, bail};
 use crate::cluster::{TestCluster, repo_root};
 use crate::kubectl::{KubectlOutput, kubectl_binary};
 
-/// Busybox (sh, wget, httpd, nc, ...) and a static kubectl, for workloads.
-pub const TOOLBOX_IMAGE: &str = "gitwarden.test/node-toolbox:1";
+/// Busybox (sh, wget, httpd, nc, ...) and a static kubectl, for workloads
+/// (`tests/images/toolbox.Containerfile`).
+pub const TOOLBOX_IMAGE: &str = "gitwarden.local/toolbox:dev";
 
 /// The pod sandbox image the node's containerd is configured with.
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";

@@ -28,8 +28,8 @@ var expectedContents = map[string]imageContent{
 		files: []string{"/pause"}, absent: []string{"/bin/sh"},
 	},
 	"toolbox": {
-		user: "65532:65532", cmd: []string{"/bin/sh"},
-		files:  []string{"/bin/busybox"},
+		user: "", cmd: []string{"/bin/sh"}, // root: tests' workloads write where they like
+		files:  []string{"/bin/busybox", "/bin/kubectl", "/etc/passwd", "/etc/group"},
 		links:  map[string]string{"/bin/sh": "/bin/busybox", "/bin/wget": "/bin/busybox", "/bin/nc": "/bin/busybox"},
 		owners: map[string][2]int{"/tmp": {0, 0}},
 	},
@@ -53,14 +53,18 @@ var expectedContents = map[string]imageContent{
 		files:  []string{"/usr/local/bin/git-server", "/usr/bin/git", "/usr/lib/git-core/git-http-backend"},
 		owners: map[string][2]int{"/srv/git": {65532, 65532}},
 	},
+	"coredns": {
+		user: "65532:65532", entrypoint: []string{"/coredns"},
+		files: []string{"/coredns"}, absent: []string{"/bin/sh"},
+	},
 	"demo-web": {
 		user: "65532:65532", entrypoint: []string{"/demo-web"},
 		files: []string{"/demo-web"}, absent: []string{"/bin/sh"},
 	},
 }
 
-// The images hold what their pods need: run as non-root with the right command, and
-// carry their programs (and, for the webhook, nothing to shell into).
+// The images hold what their pods need: run as non-root (all but the tests' toolbox)
+// with the right command, and carry their programs (and, for the webhook, nothing to shell into).
 func TestImageContents(t *testing.T) {
 	root := repoRoot(t)
 	lines := built(t, t.TempDir())
