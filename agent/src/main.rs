@@ -440,6 +440,7 @@ fn action_word(action: &Action) -> &'static str {
     match action {
         Action::Created => "created",
         Action::Configured => "configured",
+        Action::Recreated => "recreated",
         Action::Unchanged => "unchanged",
         Action::Failed(_) => "failed",
         Action::BreakGlass(_) => "breakGlass",
@@ -460,10 +461,11 @@ fn print_sync(synced: &Synced, output: Output) {
         println!("signed by {signer}");
     }
     println!(
-        "{} objects: {} created, {} configured, {} unchanged, {} failed; {} pruned; {} write requests in {} ms",
+        "{} objects: {} created, {} configured, {} recreated, {} unchanged, {} failed; {} pruned; {} write requests in {} ms",
         r.applied.len(),
         r.count(&Action::Created),
         r.count(&Action::Configured),
+        r.count(&Action::Recreated),
         r.count(&Action::Unchanged),
         r.failures().count(),
         r.pruned.len(),
@@ -546,6 +548,12 @@ fn print_diff(commit: &str, d: &Diff) {
                 println!("    {op}");
             }
         }
+    }
+    for c in &d.recreate {
+        println!(
+            "± recreate {} ({}): an immutable field changes; deleted and created again (gitwarden.io/force: enabled)",
+            c.object, c.location
+        );
     }
     print_held();
     for e in &d.invalid {

@@ -306,7 +306,9 @@ impl Pipeline {
             .filter(|o| {
                 matches!(
                     o.action,
-                    gitwarden_apply::Action::Created | gitwarden_apply::Action::Configured
+                    gitwarden_apply::Action::Created
+                        | gitwarden_apply::Action::Configured
+                        | gitwarden_apply::Action::Recreated
                 )
             })
             .map(|o| o.object.clone())

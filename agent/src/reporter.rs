@@ -207,6 +207,7 @@ impl Reporter {
             let label = match &o.action {
                 Action::Created => "created",
                 Action::Configured => "configured",
+                Action::Recreated => "recreated",
                 Action::Unchanged => "unchanged",
                 Action::Failed(_) => "failed",
                 Action::BreakGlass(_) => "break_glass",

@@ -71,6 +71,33 @@ pub const PRUNE: &str = "gitwarden.io/prune";
 /// The value of [`PRUNE`] that disables pruning.
 pub const PRUNE_DISABLED: &str = "disabled";
 
+/// Annotation, written in git, that lets the agent delete and create an
+/// object again when git changes a field the API server will not change in
+/// place (a Job's pod template, a Service's clusterIP, a selector), as Flux's
+/// `kustomize.toolkit.fluxcd.io/force: enabled` does. Without it such a
+/// change fails the revision, naming the object.
+pub const FORCE: &str = "gitwarden.io/force";
+
+/// The one value of [`FORCE`] that enables it.
+pub const FORCE_ENABLED: &str = "enabled";
+
+/// Whether annotations let the agent recreate their object when an immutable
+/// field changes (`gitwarden.io/force: enabled`).
+pub fn force_enabled(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    annotated(annotations, FORCE, FORCE_ENABLED)
+}
+
+/// Whether `annotations` hold `key: value`.
+fn annotated(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    key: &str,
+    value: &str,
+) -> bool {
+    annotations
+        .and_then(|annotations| annotations.get(key))
+        .is_some_and(|found| found == value)
+}
+
 /// Annotation on a Secret in git that may keep plain-text values (an empty
 /// placeholder another controller fills, a public CA bundle): the agent
 /// refuses every other Secret whose `data` or `stringData` is not
@@ -84,9 +111,7 @@ pub const PLAINTEXT_SECRET_ALLOWED: &str = "allowed";
 /// (`gitwarden.io/prune: disabled`): the one reading of that rule, for git's
 /// manifests, live objects and break-glass leftovers alike.
 pub fn prune_disabled(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
-    annotations
-        .and_then(|annotations| annotations.get(PRUNE))
-        .is_some_and(|value| value == PRUNE_DISABLED)
+    annotated(annotations, PRUNE, PRUNE_DISABLED)
 }
 
 /// Kubernetes' own namespace, where the controllers' service accounts live.

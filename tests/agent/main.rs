@@ -10,6 +10,7 @@ mod common;
 mod drift;
 mod kustomize;
 mod leader_stuck;
+mod recreate;
 mod restart;
 mod run;
 mod secrets;

@@ -17,4 +17,5 @@ mod installed;
 mod registration_gate;
 mod side_doors;
 mod status_leader;
+mod upgrade;
 mod workload_health;

@@ -4,10 +4,12 @@ use crate::dry_run::{Target, message};
 use crate::fingerprint::fields_fingerprint;
 use crate::inventory::InventoryEntry;
 use crate::plan::Live;
+use crate::recreate::{RecreateError, Refused};
 use crate::refusal::AdmissionRefusal;
 use crate::report::Action;
 use crate::sync_context::SyncContext;
 use kube::api::{Patch, PatchParams};
+use kube::core::DynamicObject;
 use tracing::warn;
 
 /// The outcome of applying one object.
@@ -45,37 +47,66 @@ pub(crate) async fn apply_one(
                 Some(Live::Present { .. }) => Action::Configured,
                 _ => Action::Created,
             };
-            let entry = InventoryEntry {
-                hash: target.body.hash().to_owned(),
-                fields: fields_fingerprint(
-                    object.metadata.managed_fields.as_deref(),
-                    &ctx.field_manager,
-                ),
-                resource_version,
-                source: String::new(),
-            };
             Applied {
                 action,
-                entry: Some(entry),
+                entry: Some(entry(ctx, target, &object)),
                 refused_by: None,
             }
         }
-        Err(error) => {
-            let message = message(&error);
-            let refused_by = AdmissionRefusal::from_error(&error);
-            match &refused_by {
-                Some(plugin) => {
-                    warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %plugin, %message, "apply refused by an admission plugin")
+        Err(error) => match crate::recreate::judge(ctx, target, &error).await {
+            Refused::AsIs => failed(target, &error),
+            Refused::Invalid(own) => failed(target, &own),
+            Refused::Recreate => match crate::recreate::recreate(ctx, target).await {
+                Ok(object) => {
+                    tracing::info!(object = %target.manifest.object_ref(), location = %target.manifest.location, "an immutable field changed: deleted and created again (gitwarden.io/force: enabled)");
+                    Applied {
+                        action: Action::Recreated,
+                        entry: Some(entry(ctx, target, &object)),
+                        refused_by: None,
+                    }
                 }
-                None => {
-                    warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %message, "apply failed")
+                Err(RecreateError::Api(error)) => failed(target, &error),
+                Err(error) => {
+                    warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %error, "recreate failed");
+                    Applied {
+                        action: Action::Failed(error.to_string()),
+                        entry: None,
+                        refused_by: None,
+                    }
                 }
-            }
-            Applied {
-                action: Action::Failed(message),
-                entry: None,
-                refused_by,
-            }
+            },
+        },
+    }
+}
+
+/// The inventory entry of an object as the API server answered an apply.
+fn entry(ctx: &SyncContext, target: &Target<'_>, object: &DynamicObject) -> InventoryEntry {
+    InventoryEntry {
+        hash: target.body.hash().to_owned(),
+        fields: fields_fingerprint(
+            object.metadata.managed_fields.as_deref(),
+            &ctx.field_manager,
+        ),
+        resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
+        source: String::new(),
+    }
+}
+
+/// A failed apply, logged with who refused it.
+fn failed(target: &Target<'_>, error: &kube::Error) -> Applied {
+    let message = message(error);
+    let refused_by = AdmissionRefusal::from_error(error);
+    match &refused_by {
+        Some(plugin) => {
+            warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %plugin, %message, "apply refused by an admission plugin")
         }
+        None => {
+            warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %message, "apply failed")
+        }
+    }
+    Applied {
+        action: Action::Failed(message),
+        entry: None,
+        refused_by,
     }
 }

@@ -9,6 +9,7 @@ use crate::apply::Applier;
 use crate::dry_run::{dry_run_one, message};
 use crate::error::{ObjectError, SyncError};
 use crate::prune::{candidates, refusal};
+use crate::recreate::Refused;
 use gitwarden_manifests::{Location, ObjectRef, ResolvedSet};
 use gitwarden_shared::names::prune_disabled;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,11 @@ pub struct Diff {
     pub create: Vec<Creation>,
     /// Objects to change, field by field.
     pub change: Vec<Change>,
+    /// Objects a sync would delete and create again: git changes a field
+    /// the API server will not change in place, and they are marked
+    /// `gitwarden.io/force: enabled`.
+    #[serde(default)]
+    pub recreate: Vec<Creation>,
     /// Objects a sync would leave alone for now: a break-glass window is
     /// open on them.
     #[serde(default)]
@@ -87,6 +93,7 @@ impl Diff {
     pub fn in_sync(&self) -> bool {
         self.create.is_empty()
             && self.change.is_empty()
+            && self.recreate.is_empty()
             && self.invalid.is_empty()
             && self.prune.is_empty()
     }
@@ -116,6 +123,7 @@ async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncEr
     let mut result = Diff {
         create: Vec::new(),
         change: Vec::new(),
+        recreate: Vec::new(),
         held: Vec::new(),
         invalid: Vec::new(),
         prune: Vec::new(),
@@ -175,12 +183,25 @@ async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncEr
                     });
                 }
             }
-            Err(error) => result.invalid.push(ObjectError {
-                object,
-                location: manifest.location.clone(),
-                message: message(&error),
-                refused_by: crate::refusal::AdmissionRefusal::from_error(&error),
-            }),
+            Err(error) => {
+                let error = match crate::recreate::judge(&ctx, &target, &error).await {
+                    Refused::AsIs => error,
+                    Refused::Recreate => {
+                        result.recreate.push(Creation {
+                            object,
+                            location: manifest.location.clone(),
+                        });
+                        continue;
+                    }
+                    Refused::Invalid(own) => own,
+                };
+                result.invalid.push(ObjectError {
+                    object,
+                    location: manifest.location.clone(),
+                    message: message(&error),
+                    refused_by: crate::refusal::AdmissionRefusal::from_error(&error),
+                })
+            }
         }
     }
 

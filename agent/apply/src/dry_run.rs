@@ -7,6 +7,7 @@
 
 use crate::body::ApplyBody;
 use crate::error::ObjectError;
+use crate::recreate::Refused;
 use crate::refusal::AdmissionRefusal;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
@@ -63,15 +64,19 @@ pub(crate) async fn dry_run_all<'a>(
 ) -> Vec<ObjectError> {
     let mut errors: Vec<ObjectError> = futures::stream::iter(targets)
         .map(|target| async move {
-            dry_run_one(ctx, &target)
-                .await
-                .err()
-                .map(|error| ObjectError {
-                    object: target.manifest.object_ref(),
-                    location: target.manifest.location.clone(),
-                    message: message(&error),
-                    refused_by: AdmissionRefusal::from_error(&error),
-                })
+            let error = dry_run_one(ctx, &target).await.err()?;
+            let error = match crate::recreate::judge(ctx, &target, &error).await {
+                Refused::AsIs => error,
+                // Valid as a new object: the apply recreates it.
+                Refused::Recreate => return None,
+                Refused::Invalid(own) => own,
+            };
+            Some(ObjectError {
+                object: target.manifest.object_ref(),
+                location: target.manifest.location.clone(),
+                message: message(&error),
+                refused_by: AdmissionRefusal::from_error(&error),
+            })
         })
         .buffer_unordered(ctx.concurrency)
         .filter_map(|error| async move { error })

@@ -171,6 +171,7 @@ impl Applier {
         info!(
             created = report.count(&Action::Created),
             configured = report.count(&Action::Configured),
+            recreated = report.count(&Action::Recreated),
             unchanged = report.count(&Action::Unchanged),
             failed = report.failures().count(),
             pruned = report.pruned.len(),

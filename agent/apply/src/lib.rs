@@ -24,6 +24,7 @@ mod fingerprint;
 mod inventory;
 mod plan;
 mod prune;
+mod recreate;
 mod redact;
 mod refusal;
 mod report;

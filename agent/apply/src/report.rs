@@ -13,6 +13,10 @@ pub enum Action {
     Created,
     /// The object existed and the apply changed it.
     Configured,
+    /// Git changed a field the API server will not change in place, and
+    /// the object is marked `gitwarden.io/force: enabled`: deleted and
+    /// created again.
+    Recreated,
     /// Nothing to do: no request was sent, or the apply changed nothing.
     Unchanged,
     /// The apply failed; the message is the API server's.

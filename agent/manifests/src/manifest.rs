@@ -102,6 +102,13 @@ impl Manifest {
         gitwarden_shared::names::prune_disabled(self.metadata.annotations.as_ref())
     }
 
+    /// Whether git lets the agent delete and create this object again when
+    /// a field the API server will not change in place changes
+    /// (`gitwarden.io/force: enabled`).
+    pub fn force_enabled(&self) -> bool {
+        gitwarden_shared::names::force_enabled(self.metadata.annotations.as_ref())
+    }
+
     /// Whether this is a CustomResourceDefinition: the agent must wait for it
     /// to be Established before applying its custom resources.
     pub fn is_crd(&self) -> bool {

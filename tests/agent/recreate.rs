@@ -1,0 +1,127 @@
+//! Objects git changes where the API server will not change them in place
+//! (a Job's pod template): recreated when git marks them
+//! `gitwarden.io/force: enabled`, as Flux does; otherwise the revision fails
+//! and names them.
+
+use gitwarden_apply::Action;
+use gitwarden_tests::testdata;
+
+use crate::common::{AgentSetup, actions, json};
+use gitwarden_agent::status::Synced;
+
+const FORCE: &str = "{gitwarden.io/force: enabled}";
+
+/// The Job `migrate` running `image` in container `container`.
+fn job(annotations: &str, container: &str, image: &str) -> String {
+    testdata::rendered(
+        "agent/migrate-job.yaml",
+        &[
+            ("ANNOTATIONS", annotations),
+            ("CONTAINER", container),
+            ("IMAGE", image),
+        ],
+    )
+    .unwrap()
+}
+
+/// `gitwarden-agent sync`, which must succeed, not waiting for the Job to
+/// complete (this cluster has no node to run it).
+fn sync(s: &AgentSetup) -> Synced {
+    let run = s.agent("sync", &["-o", "json", "--health-timeout", "0s"]);
+    assert_eq!(run.code, 0, "sync failed:\n{}\n{}", run.stdout, run.stderr);
+    run.synced()
+}
+
+/// The live Job's uid and image.
+fn live_job(s: &AgentSetup) -> (String, String) {
+    let out = s.kubectl(&[
+        "get",
+        "job",
+        "migrate",
+        "-o",
+        "jsonpath={.metadata.uid} {.spec.template.spec.containers[0].image}",
+    ]);
+    let (uid, image) = out.expect_success().split_once(' ').unwrap();
+    (uid.to_owned(), image.to_owned())
+}
+
+/// Applies the Job (`annotations`, image migrate:1), then commits it changed
+/// to `container` and image migrate:2 (a pod template change); the uid of
+/// the Job the first sync created.
+fn applied_then_changed(s: &AgentSetup, annotations: &str, container: &str) -> String {
+    s.commit(
+        &[("app/job.yaml", &job(annotations, "migrate", "migrate:1"))],
+        "v1",
+    );
+    sync(s);
+    let (uid, _) = live_job(s);
+    s.commit(
+        &[("app/job.yaml", &job(annotations, container, "migrate:2"))],
+        "v2",
+    );
+    uid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_job_whose_pod_template_changes_is_deleted_and_created_again() {
+    let s = AgentSetup::new("recreate-forced").await;
+    let uid = applied_then_changed(&s, FORCE, "migrate");
+    let diff = s.agent("diff", &[]);
+    assert_eq!(diff.code, 1, "{}\n{}", diff.stdout, diff.stderr);
+    assert!(
+        diff.stdout.contains("± recreate batch/v1 Job") && diff.stdout.contains("app/job.yaml"),
+        "{}",
+        diff.stdout
+    );
+    assert_eq!(live_job(&s).0, uid, "diff wrote");
+
+    let synced = sync(&s);
+    let job_action = actions(&synced)
+        .into_iter()
+        .find(|(object, _)| object.ends_with("/migrate"))
+        .map(|(_, action)| action);
+    assert_eq!(
+        job_action,
+        Some(Action::Recreated),
+        "{}",
+        json(&synced.report)
+    );
+    let (new_uid, image) = live_job(&s);
+    assert_ne!(new_uid, uid, "the Job was not created again");
+    assert_eq!(image, "migrate:2");
+
+    // Recreated once: the next sync finds it as git has it.
+    let again = sync(&s);
+    assert_eq!(again.report.write_requests, 0, "{}", json(&again.report));
+    assert_eq!(live_job(&s).0, new_uid);
+    assert_eq!(s.agent("diff", &[]).code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_change_without_force_fails_the_revision_naming_the_object() {
+    let s = AgentSetup::new("recreate-unforced").await;
+    let uid = applied_then_changed(&s, "{}", "migrate");
+    let run = s.agent("sync", &[]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("app/job.yaml:") && run.stderr.contains("immutable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(live_job(&s), (uid, "migrate:1".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_job_that_is_invalid_on_its_own_is_refused_and_the_live_one_stays() {
+    let s = AgentSetup::new("recreate-invalid").await;
+    // An immutable change, and a container name no pod may have.
+    let uid = applied_then_changed(&s, FORCE, "Not_A_Name");
+    let run = s.agent("sync", &[]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("app/job.yaml:") && run.stderr.contains("Not_A_Name"),
+        "the error is the object's own, not the immutable field: {}",
+        run.stderr
+    );
+    assert_eq!(live_job(&s), (uid, "migrate:1".to_owned()));
+}
