@@ -713,3 +713,89 @@ impl Drop for ClusterRbac {
         }
     }
 }
+
+/// The container arguments of the `kind` named `name` in rendered manifests
+/// (a Job's pod, or a CronJob's job's pod), after the subcommand, without
+/// `--namespace` (the test's namespace replaces gitwarden-system).
+fn rendered_rotate_args(rendered: &[Value], kind: &str, name: &str) -> Vec<String> {
+    let doc = rendered
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"));
+    let pod = match kind {
+        "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        _ => &doc["spec"]["template"]["spec"],
+    };
+    let args: Vec<String> = pod["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(args[0], "rotate", "{args:?}");
+    args.into_iter()
+        .skip(1)
+        .filter(|a| !a.starts_with("--namespace"))
+        .collect()
+}
+
+/// `kubectl kustomize` of a test overlay of `tests/testdata/e2e`, as documents.
+fn rendered(overlay: &str) -> Vec<Value> {
+    let text = gitwarden_tests::kubectl::kustomize(
+        &gitwarden_tests::testdata::dir().join("e2e").join(overlay),
+    )
+    .unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_static_admission_component_keeps_the_clusterip_in_the_certificate_the_cronjob_renews()
+{
+    const ADDRESS: &str = "10.96.0.250";
+    let install = rendered("static-admission-install");
+    let service = install
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "gitwarden-webhook")
+        .unwrap();
+    assert_eq!(service["spec"]["clusterIP"], ADDRESS);
+    let job = rendered_rotate_args(&install, "Job", "gitwarden-certs-bootstrap");
+    let cronjob = rendered_rotate_args(&install, "CronJob", "gitwarden-certs");
+    let with_address = format!("--ip={ADDRESS}");
+    assert!(job.contains(&with_address), "{job:?}");
+    assert!(cronjob.contains(&with_address), "{cronjob:?}");
+
+    // Issued as the bootstrap Job issues it, into the empty Secrets
+    // deploy/base ships; renewed as the CronJob renews it.
+    let setup = Setup::new("certs-static").await;
+    for secret in [CA_SECRET, TLS_SECRET] {
+        setup
+            .cluster
+            .kubectl(
+                Identity::Admin,
+                &["create", "secret", "generic", secret, "-n", setup.ns()],
+            )
+            .expect_success();
+    }
+    let job: Vec<&str> = job.iter().map(String::as_str).collect();
+    setup.run("rotate", None, &job).expect_code(0);
+    let issued = data(&setup.secret(TLS_SECRET).await, "tls.crt");
+    let address: std::net::IpAddr = ADDRESS.parse().unwrap();
+    assert!(certs(&issued)[0].ips.contains(&address));
+    let cronjob: Vec<&str> = cronjob.iter().map(String::as_str).collect();
+    setup.run("rotate", None, &cronjob).expect_code(0);
+    assert_eq!(
+        data(&setup.secret(TLS_SECRET).await, "tls.crt"),
+        issued,
+        "the CronJob's rotate renewed a valid certificate"
+    );
+
+    // What the Component prevents: deploy/base's CronJob alone renews the
+    // certificate without the address kube-apiserver dials.
+    let base = rendered_rotate_args(&rendered("base-install"), "CronJob", "gitwarden-certs");
+    let base: Vec<&str> = base.iter().map(String::as_str).collect();
+    setup.run("rotate", None, &base).expect_code(0);
+    let renewed = data(&setup.secret(TLS_SECRET).await, "tls.crt");
+    assert!(!certs(&renewed)[0].ips.contains(&address));
+}

@@ -287,20 +287,7 @@ pub const GITWARDEN_IN_GIT: &str = "gitwarden/gitwarden.yaml";
 /// `kubectl kustomize tests/testdata/node/OVERLAY`: an install as the
 /// repository holds it.
 pub fn render_overlay(overlay: &str) -> Result<String> {
-    let dir = testdata::dir().join("node").join(overlay);
-    let out = Command::new(crate::kubectl::kubectl_binary()?)
-        .arg("kustomize")
-        .arg(&dir)
-        .output()
-        .context("running kubectl kustomize")?;
-    if !out.status.success() {
-        bail!(
-            "kubectl kustomize {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::kubectl::kustomize(&testdata::dir().join("node").join(overlay))
 }
 
 /// Copies a directory tree (regular files only).

@@ -67,6 +67,24 @@ pub fn kubectl_binary() -> Result<PathBuf> {
     )
 }
 
+/// `kubectl kustomize DIR`: the manifests an overlay renders to, what a
+/// user's `kubectl apply -k DIR` sends.
+pub fn kustomize(dir: &Path) -> Result<String> {
+    let out = Command::new(kubectl_binary()?)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running kubectl kustomize: {e}"))?;
+    if !out.status.success() {
+        bail!(
+            "kubectl kustomize {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs kubectl with a kubeconfig and arguments; never panics on kubectl's failure.
 pub fn run_kubectl(kubeconfig: &Path, args: &[&str]) -> KubectlOutput {
     run_kubectl_stdin(kubeconfig, args, "")
