@@ -74,6 +74,7 @@ fn an_upgrade_through_git_recreates_the_certificates_bootstrap_job() {
     let (bundle_before, secrets_before) = (bundle(), secrets());
 
     let upgraded = with_changed_job(&render_overlay("install").unwrap());
+    let pushed = std::time::Instant::now();
     let commit = installed
         .target
         .change(
@@ -93,6 +94,10 @@ fn an_upgrade_through_git_recreates_the_certificates_bootstrap_job() {
             && now.contains("--renew-before=31d"))
         .then_some(now)
     });
+    eprintln!(
+        "bootstrap Job recreated and run {:?} after the push",
+        pushed.elapsed()
+    );
     assert!(
         recreated.is_some(),
         "the upgraded Job was not recreated and run: {} (applied: {})\n{}",
