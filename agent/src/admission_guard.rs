@@ -223,6 +223,7 @@ pub async fn guard(
             live: BTreeMap::new(),
             before_relist: BTreeMap::new(),
             deleted: BTreeMap::new(),
+            recreate_after: std::collections::HashMap::new(),
             failed: HashSet::new(),
             recorded: HashSet::new(),
             defaulted: std::collections::HashMap::new(),
@@ -363,6 +364,9 @@ struct Guard {
     /// Objects that were live and were deleted, with what they were: created
     /// again if git has them.
     deleted: BTreeMap<(usize, String), Live>,
+    /// Re-creations that failed for a reason that may pass (the API server
+    /// unavailable, throttled): not tried again before this.
+    recreate_after: std::collections::HashMap<(usize, String), tokio::time::Instant>,
     /// The uids already recorded as removed (a delete held by finalizers
     /// is finished later, and must not count twice).
     recorded: HashSet<String>,
@@ -400,7 +404,9 @@ impl Guard {
                             .filter(|((i, _), _)| *i == index)
                             .map(|((_, name), live)| (name.clone(), live.clone()))
                             .collect();
-                        self.before_relist.insert(index, known);
+                        // A list that failed before it completed starts
+                        // again: keep what was known before the first.
+                        self.before_relist.entry(index).or_insert(known);
                         self.live.retain(|(i, _), _| *i != index);
                         Vec::new()
                     }
@@ -414,6 +420,7 @@ impl Guard {
                     }
                     Some(Seen::Present(index, name, live)) => {
                         self.deleted.remove(&(index, name.clone()));
+                        self.recreate_after.remove(&(index, name.clone()));
                         self.live.insert((index, name.clone()), live);
                         vec![(index, name)]
                     }

@@ -916,8 +916,11 @@ fn registration_template(configuration: &str) -> String {
 
 /// Commits gitwarden's policy and a registration template holding the
 /// harmless configuration `name`, and registers it as the webhook does once
-/// it is ready (the webhook's own tests cover that); the commit.
-fn registered_from_template(s: &AgentSetup, name: &str) -> String {
+/// it is ready (the webhook's own tests cover that); the commit, and what
+/// removes the template the sync applies into gitwarden-system when the test
+/// ends (also after a failed assertion: later guard tests would take it for
+/// git's).
+fn registered_from_template(s: &AgentSetup, name: &str) -> (String, RegistrationTemplate) {
     let template = harmless_validating(name, s.ns());
     let commit = s.commit(
         &[
@@ -935,22 +938,34 @@ fn registered_from_template(s: &AgentSetup, name: &str) -> String {
         &template,
     )
     .expect_success();
-    commit
+    (
+        commit,
+        RegistrationTemplate {
+            admin: s.cluster.kubeconfig(Identity::Admin),
+        },
+    )
 }
 
-/// Removes the template ConfigMap a test's sync applied into gitwarden-system.
-fn remove_registration_template(s: &AgentSetup) {
-    let _ = gitwarden_tests::kubectl::run_kubectl(
-        &s.cluster.kubeconfig(Identity::Admin),
-        &[
-            "-n",
-            "gitwarden-system",
-            "delete",
-            "configmap",
-            "gitwarden-webhook-configurations",
-            "--ignore-not-found",
-        ],
-    );
+/// Removes the template ConfigMap a test's sync applied into gitwarden-system
+/// when dropped. Declared before the agent, so dropped after it.
+struct RegistrationTemplate {
+    admin: PathBuf,
+}
+
+impl Drop for RegistrationTemplate {
+    fn drop(&mut self) {
+        let _ = gitwarden_tests::kubectl::run_kubectl(
+            &self.admin,
+            &[
+                "-n",
+                "gitwarden-system",
+                "delete",
+                "configmap",
+                "gitwarden-webhook-configurations",
+                "--ignore-not-found",
+            ],
+        );
+    }
 }
 
 /// Puts a fresh CA's bundle on the first webhook of configuration `name`, as
@@ -986,7 +1001,7 @@ async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_re
     let ns = s.ns().to_owned();
     let name = format!("registered-{ns}");
     let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
-    let commit = registered_from_template(&s, &name);
+    let (commit, _template) = registered_from_template(&s, &name);
     let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
         .await
         .unwrap();
@@ -1018,7 +1033,6 @@ async fn a_configuration_the_webhook_registers_from_gits_template_is_kept_and_re
     assert_eq!(restored.metadata.uid, Some(uid), "restored in place");
     let status = agent.status().await.unwrap();
     assert!(status.admission_objects_restored >= 1, "{}", json(&status));
-    remove_registration_template(&s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1031,7 +1045,7 @@ async fn a_deleted_configuration_from_gits_template_is_created_again_at_once_wit
     // Registered, with the CA bundle the webhook serves with. No webhook runs
     // afterwards (crashed, its node gone), so nothing but the agent can put
     // the configuration back.
-    let commit = registered_from_template(&s, &name);
+    let (commit, _template) = registered_from_template(&s, &name);
     let ca = inject_ca_bundle(&s, "gitwarden-webhook", &name);
     let uid = uid_of::<ValidatingWebhookConfiguration>(&s, &name)
         .await
@@ -1106,5 +1120,52 @@ async fn a_deleted_configuration_from_gits_template_is_created_again_at_once_wit
         "{}",
         agent.log()
     );
-    remove_registration_template(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_object_git_removes_is_pruned_and_not_created_again() {
+    let _one = ONE_GUARD.lock().await;
+    let s = AgentSetup::new("adm-pruned").await;
+    let ns = s.ns().to_owned();
+    let name = format!("leaving-{ns}");
+    let _cleanup = cleanup(&s, &[("validatingwebhookconfiguration", &name)]);
+    let commit = s.commit(
+        &[
+            ("gitwarden/policy.yaml", &policy(&[])),
+            ("gitwarden/chain.yaml", &harmless_validating(&name, &ns)),
+        ],
+        "an admission object in git",
+    );
+    let token = hook_token();
+    // Two objects in the inventory: removing one is half of it.
+    let agent = start_guarded(&s, &token, &["--allow-mass-prune"]);
+    armed(&agent, &commit).await;
+    assert!(
+        uid_of::<ValidatingWebhookConfiguration>(&s, &name)
+            .await
+            .is_some()
+    );
+
+    let removed = s.remove("gitwarden/chain.yaml");
+    poke(&agent).await;
+    let pruned = wait_for(Duration::from_secs(30), || async {
+        let status = agent.status().await?;
+        (status.revision.as_deref() == Some(removed.as_str())
+            && uid_of::<ValidatingWebhookConfiguration>(&s, &name)
+                .await
+                .is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(pruned.is_some(), "not pruned:\n{}", agent.log());
+    // Gone for good: what left git is not git's to put back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        uid_of::<ValidatingWebhookConfiguration>(&s, &name).await,
+        None,
+        "{}",
+        agent.log()
+    );
+    let status = agent.status().await.unwrap();
+    assert_eq!(status.admission_objects_restored, 0, "{}", json(&status));
 }

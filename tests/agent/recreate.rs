@@ -119,9 +119,88 @@ async fn a_forced_job_that_is_invalid_on_its_own_is_refused_and_the_live_one_sta
     let run = s.agent("sync", &[]);
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        run.stderr.contains("app/job.yaml:") && run.stderr.contains("Not_A_Name"),
+        run.stderr.contains("app/job.yaml:")
+            && run.stderr.contains("refused as a new one too")
+            && run.stderr.contains("Not_A_Name")
+            && !run.stderr.contains("field is immutable"),
         "the error is the object's own, not the immutable field: {}",
         run.stderr
     );
     assert_eq!(live_job(&s), (uid, "migrate:1".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_job_refused_by_an_admission_policy_is_never_deleted_for_it() {
+    let s = AgentSetup::new("recreate-policy").await;
+    // `allowed-*`: the guards of other tests leave it alone.
+    let policy = format!("allowed-update-refuser-{}", s.ns());
+    let manifest = testdata::rendered(
+        "agent/update-refusing-job-policy.yaml",
+        &[("NAME", &policy), ("NAMESPACE", s.ns())],
+    )
+    .unwrap();
+    let admin = s.cluster.kubeconfig(gitwarden_tests::Identity::Admin);
+    gitwarden_tests::kubectl::run_kubectl_stdin(&admin, &["create", "-f", "-"], &manifest)
+        .expect_success();
+    let _remove = PolicyCleanup(admin, policy.clone());
+    s.commit(
+        &[("app/job.yaml", &job(FORCE, "migrate", "migrate:1"))],
+        "v1",
+    );
+    sync(&s);
+    let (uid, _) = live_job(&s);
+
+    // Enforced once a server-side dry-run of an update is refused.
+    let started = std::time::Instant::now();
+    while !s
+        .kubectl(&["annotate", "job", "migrate", "probe=1", "--dry-run=server"])
+        .stderr
+        .contains(&policy)
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the policy is never enforced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // A change the API server would make in place (an annotation): the
+    // policy refuses it as Invalid and would let a create through. Still a
+    // refusal, reported by name, and the Job stays.
+    s.commit(
+        &[(
+            "app/job.yaml",
+            &job(
+                "{gitwarden.io/force: enabled, revision: '2'}",
+                "migrate",
+                "migrate:1",
+            ),
+        )],
+        "v2",
+    );
+    let run = s.agent("sync", &["--health-timeout", "0s"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("app/job.yaml:") && run.stderr.contains(&policy),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(live_job(&s).0, uid, "deleted for a policy's refusal");
+}
+
+/// Deletes the test's cluster-scoped policy and binding when dropped.
+struct PolicyCleanup(std::path::PathBuf, String);
+
+impl Drop for PolicyCleanup {
+    fn drop(&mut self) {
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = gitwarden_tests::kubectl::run_kubectl(
+                &self.0,
+                &["delete", kind, &self.1, "--ignore-not-found"],
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gitwarden_tests::install::{GITWARDEN_IN_GIT, SYSTEM_NAMESPACE, jsonpath, render_overlay};
+use gitwarden_tests::install::{GITWARDEN_IN_GIT, SYSTEM_NAMESPACE, jsonpath};
 use gitwarden_tests::wait::wait_blocking;
 
 use crate::installed::{installed, steady};
@@ -73,7 +73,7 @@ fn an_upgrade_through_git_recreates_the_certificates_bootstrap_job() {
     };
     let (bundle_before, secrets_before) = (bundle(), secrets());
 
-    let upgraded = with_changed_job(&render_overlay("install").unwrap());
+    let upgraded = with_changed_job(&installed.target.read(GITWARDEN_IN_GIT).unwrap());
     let pushed = std::time::Instant::now();
     let commit = installed
         .target

@@ -214,6 +214,13 @@ impl<'a> InstallTarget<'a> {
         Ok(id)
     }
 
+    /// The content of `path` as last committed (other tests of the same
+    /// install change files too: change what is there, not a fresh copy).
+    pub fn read(&self, path: &str) -> Result<String> {
+        let full = self.repo.path().join(path);
+        std::fs::read_to_string(&full).with_context(|| format!("reading {}", full.display()))
+    }
+
     /// The id of the commit last pushed.
     pub fn head(&self) -> Result<String> {
         try_git(self.repo.path(), &["rev-parse", "HEAD"])

@@ -17,16 +17,18 @@
 //! ([`admission_object::tampered`]): an added webhook entry, a match
 //! condition, a deleted configuration are put back as soon as the watch on
 //! them reports the change (about one round trip), or within one interval
-//! when the watch is down. The agent restores an *edited* configuration to
-//! the template too (the template ConfigMap is in its git), so an edit is
-//! undone while no webhook replica runs; a deleted one waits for a ready
-//! replica, as re-creating it with none behind the Service would refuse
-//! every write.
+//! when the watch is down. The leading agent restores an *edited*
+//! configuration to the template too (the template ConfigMap is in its git)
+//! and creates a *deleted* one again with the `caBundle` it held, so both are
+//! undone while no webhook replica runs: enforcement that had started
+//! stays, even if that means failing closed until a replica answers.
 //!
-//! A missing configuration is created only once every Service it calls has
-//! a ready endpoint: this replica is ready before the kubelet's probe puts
-//! it behind the Service, and a configuration created in between makes
-//! every write fail with "no endpoints available".
+//! Here, a missing configuration is created only once every Service it
+//! calls has a ready endpoint: this replica is ready before the kubelet's
+//! probe puts it behind the Service, and a configuration created in between
+//! makes every write fail with "no endpoints available". That is what keeps
+//! a fresh or broken install from locking the cluster; the agent creates
+//! again only what it saw in force.
 //!
 //! The CA bundle: each webhook entry keeps the live `caBundle` when it holds
 //! every certificate of the bundle this replica serves with (`ca.crt` beside

@@ -54,8 +54,10 @@ pub(crate) async fn apply_one(
             }
         }
         Err(error) => match crate::recreate::judge(ctx, target, &error).await {
-            Refused::AsIs => failed(target, &error),
-            Refused::Invalid(own) => failed(target, &own),
+            Refused::Stands {
+                message,
+                refused_by,
+            } => failed(target, message, refused_by),
             Refused::Recreate => match crate::recreate::recreate(ctx, target).await {
                 Ok(object) => {
                     tracing::info!(object = %target.manifest.object_ref(), location = %target.manifest.location, "an immutable field changed: deleted and created again (gitwarden.io/force: enabled)");
@@ -65,15 +67,12 @@ pub(crate) async fn apply_one(
                         refused_by: None,
                     }
                 }
-                Err(RecreateError::Api(error)) => failed(target, &error),
-                Err(error) => {
-                    warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %error, "recreate failed");
-                    Applied {
-                        action: Action::Failed(error.to_string()),
-                        entry: None,
-                        refused_by: None,
-                    }
-                }
+                Err(RecreateError::Api(error)) => failed(
+                    target,
+                    message(&error),
+                    AdmissionRefusal::from_error(&error),
+                ),
+                Err(error) => failed(target, error.to_string(), None),
             },
         },
     }
@@ -93,9 +92,7 @@ fn entry(ctx: &SyncContext, target: &Target<'_>, object: &DynamicObject) -> Inve
 }
 
 /// A failed apply, logged with who refused it.
-fn failed(target: &Target<'_>, error: &kube::Error) -> Applied {
-    let message = message(error);
-    let refused_by = AdmissionRefusal::from_error(error);
+fn failed(target: &Target<'_>, message: String, refused_by: Option<AdmissionRefusal>) -> Applied {
     match &refused_by {
         Some(plugin) => {
             warn!(object = %target.manifest.object_ref(), location = %target.manifest.location, %plugin, %message, "apply refused by an admission plugin")

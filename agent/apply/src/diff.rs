@@ -6,7 +6,7 @@
 //! what a sync would change, with no false positives from defaults.
 
 use crate::apply::Applier;
-use crate::dry_run::{dry_run_one, message};
+use crate::dry_run::dry_run_one;
 use crate::error::{ObjectError, SyncError};
 use crate::prune::{candidates, refusal};
 use crate::recreate::Refused;
@@ -183,25 +183,21 @@ async fn diff_inner(applier: &Applier, set: &ResolvedSet) -> Result<Diff, SyncEr
                     });
                 }
             }
-            Err(error) => {
-                let error = match crate::recreate::judge(&ctx, &target, &error).await {
-                    Refused::AsIs => error,
-                    Refused::Recreate => {
-                        result.recreate.push(Creation {
-                            object,
-                            location: manifest.location.clone(),
-                        });
-                        continue;
-                    }
-                    Refused::Invalid(own) => own,
-                };
-                result.invalid.push(ObjectError {
+            Err(error) => match crate::recreate::judge(&ctx, &target, &error).await {
+                Refused::Recreate => result.recreate.push(Creation {
                     object,
                     location: manifest.location.clone(),
-                    message: message(&error),
-                    refused_by: crate::refusal::AdmissionRefusal::from_error(&error),
-                })
-            }
+                }),
+                Refused::Stands {
+                    message,
+                    refused_by,
+                } => result.invalid.push(ObjectError {
+                    object,
+                    location: manifest.location.clone(),
+                    message,
+                    refused_by,
+                }),
+            },
         }
     }
 

@@ -8,7 +8,6 @@
 use crate::body::ApplyBody;
 use crate::error::ObjectError;
 use crate::recreate::Refused;
-use crate::refusal::AdmissionRefusal;
 use crate::sync_context::SyncContext;
 use futures::StreamExt;
 use gitwarden_manifests::Manifest;
@@ -65,18 +64,19 @@ pub(crate) async fn dry_run_all<'a>(
     let mut errors: Vec<ObjectError> = futures::stream::iter(targets)
         .map(|target| async move {
             let error = dry_run_one(ctx, &target).await.err()?;
-            let error = match crate::recreate::judge(ctx, &target, &error).await {
-                Refused::AsIs => error,
+            match crate::recreate::judge(ctx, &target, &error).await {
                 // Valid as a new object: the apply recreates it.
-                Refused::Recreate => return None,
-                Refused::Invalid(own) => own,
-            };
-            Some(ObjectError {
-                object: target.manifest.object_ref(),
-                location: target.manifest.location.clone(),
-                message: message(&error),
-                refused_by: AdmissionRefusal::from_error(&error),
-            })
+                Refused::Recreate => None,
+                Refused::Stands {
+                    message,
+                    refused_by,
+                } => Some(ObjectError {
+                    object: target.manifest.object_ref(),
+                    location: target.manifest.location.clone(),
+                    message,
+                    refused_by,
+                }),
+            }
         })
         .buffer_unordered(ctx.concurrency)
         .filter_map(|error| async move { error })

@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use crate::dry_run::Target;
+use crate::dry_run::{Target, message};
+use crate::refusal::AdmissionRefusal;
 use crate::sync_context::SyncContext;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::core::DynamicObject;
@@ -23,27 +24,44 @@ const GONE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often it looks.
 const GONE_POLL: Duration = Duration::from_millis(100);
 
-/// What a refused apply of an object comes to.
+/// What a refused dry-run or apply of an object comes to.
 pub(crate) enum Refused {
-    /// Not marked for recreation, or not refused as Invalid: the error stands.
-    AsIs,
+    /// The refusal stands: its message, and the admission plugin that
+    /// refused, when one did.
+    Stands {
+        message: String,
+        refused_by: Option<AdmissionRefusal>,
+    },
     /// Git's object is valid on its own, so what blocks it is the live one:
     /// delete it and create it again.
     Recreate,
-    /// Git's object is refused on its own too: this is the error to report.
-    Invalid(kube::Error),
 }
 
-/// Whether `error`, refusing an apply of `target`, is one a recreate
-/// overcomes.
+/// What `error`, refusing a dry-run or an apply of `target`, comes to.
+///
+/// Only the API server's own validation counts (status reason `Invalid`):
+/// an admission plugin's refusal, whatever its code, never costs the live
+/// object — a policy that refuses updates but not creates must not turn an
+/// apply into a delete.
 pub(crate) async fn judge(ctx: &SyncContext, target: &Target<'_>, error: &kube::Error) -> Refused {
-    let invalid = matches!(error, kube::Error::Api(status) if status.code == 422);
-    if !invalid || !target.manifest.force_enabled() {
-        return Refused::AsIs;
+    let stands = || Refused::Stands {
+        message: message(error),
+        refused_by: AdmissionRefusal::from_error(error),
+    };
+    let invalid = matches!(error, kube::Error::Api(status) if status.code == 422 && status.reason == "Invalid");
+    if !invalid || AdmissionRefusal::from_error(error).is_some() || !target.manifest.force_enabled()
+    {
+        return stands();
     }
     match valid_as_new(ctx, target).await {
         Ok(()) => Refused::Recreate,
-        Err(error) => Refused::Invalid(error),
+        Err(own) => Refused::Stands {
+            message: format!(
+                "git changes a field that cannot change in place, and the object is refused as a new one too (gitwarden.io/force: enabled; the live one is kept): {}",
+                message(&own)
+            ),
+            refused_by: AdmissionRefusal::from_error(&own),
+        },
     }
 }
 

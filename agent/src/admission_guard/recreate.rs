@@ -30,9 +30,17 @@ impl Guard {
         git: &GitObjects,
         policy: &AdmissionChainPolicy,
     ) {
+        let now = tokio::time::Instant::now();
         for ((index, name), was) in self.deleted.clone() {
             let w = self.watched[index].clone();
             let entry = (index, name.clone());
+            if self
+                .recreate_after
+                .get(&entry)
+                .is_some_and(|after| now < *after)
+            {
+                continue;
+            }
             let body = match judge(w.kind, &name, git, policy) {
                 Verdict::InGit => git.admission_body(&key(w.kind, &name)),
                 Verdict::Allowed { .. } | Verdict::NotInGit => None,
@@ -42,6 +50,7 @@ impl Guard {
                 // Not git's, or git names another version of it: the next
                 // sync creates that one.
                 self.deleted.remove(&entry);
+                self.recreate_after.remove(&entry);
                 continue;
             };
             let created = admission_object::recreated(&body, &was.ca_bundles);
@@ -58,7 +67,9 @@ impl Guard {
                 field_manager: Some(FIELD_MANAGER.to_owned()),
                 ..PostParams::default()
             };
-            match api.create(&params, &created).await {
+            let result = api.create(&params, &created).await;
+            self.recreate_after.remove(&entry);
+            match result {
                 Ok(_) => {
                     self.deleted.remove(&entry);
                     self.record_put_back(PutBack::Recreated, &w, &name, git.revision())
@@ -69,8 +80,17 @@ impl Guard {
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     self.deleted.remove(&entry);
                 }
+                // Refused for good (forbidden, invalid): said once, not retried
+                // in a loop.
+                Err(kube::Error::Api(status))
+                    if (400..500).contains(&status.code) && status.code != 429 =>
+                {
+                    tracing::warn!(kind = %w.kind, %name, error = %status.message, "the API server refuses to create again an admission object from git that was deleted: not tried again");
+                    self.deleted.remove(&entry);
+                }
                 Err(e) => {
                     tracing::warn!(kind = %w.kind, %name, error = %e, "could not create again an admission object from git that was deleted; retrying");
+                    self.recreate_after.insert(entry, now + super::RETRY);
                 }
             }
         }
