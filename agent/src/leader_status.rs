@@ -230,10 +230,11 @@ pub fn holder_identity(standing: &Standing) -> Option<&str> {
 /// Whether the caller asked this replica about itself only
 /// ([`names::STATUS_SCOPE_HEADER`]: [`names::STATUS_SCOPE_REPLICA`]).
 pub fn replica_scope(headers: &HeaderMap) -> bool {
-    headers
-        .get(names::STATUS_SCOPE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(names::STATUS_SCOPE_REPLICA))
+    gitwarden_runtime::access::asks_replica_only(
+        headers,
+        names::STATUS_SCOPE_HEADER,
+        names::STATUS_SCOPE_REPLICA,
+    )
 }
 
 /// Where this replica runs, as the downward API tells it.

@@ -52,6 +52,17 @@ pub fn credential_headers(headers: &HeaderMap) -> HeaderMap {
 /// ID tokens a few); anything longer is refused without asking.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// Whether the caller sent header `name` with `value` (case and surrounding
+/// spaces ignored): how a replica is asked to answer for itself only (the
+/// agent's `/status` and the webhook's `/audit` scope headers), which stops
+/// it asking its peers in turn.
+pub fn asks_replica_only(headers: &HeaderMap, name: &str, value: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+}
+
 /// The caller's bearer token: `Authorization: Bearer …`, else
 /// [`FORWARDED_AUTHORIZATION`]`: Bearer …`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

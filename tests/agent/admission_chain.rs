@@ -29,7 +29,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use kube::Resource;
 use kube::api::Api;
 
-use crate::common::{AgentSetup, ONE_GUARD, RunningAgent, json, shared_allow, wait_for};
+use crate::common::{AgentSetup, ONE_GUARD, RunningAgent, cleanup, json, shared_allow, wait_for};
 
 /// The agent's username, as a ValidatingAdmissionPolicy sees it.
 const AGENT: &str = "system:serviceaccount:gitwarden-system:gitwarden-agent";
@@ -109,46 +109,6 @@ fn create_as(s: &AgentSetup, who: Identity, manifest: &str) {
         manifest,
     )
     .expect_success();
-}
-
-/// Cluster-scoped objects a test created, deleted when it ends (also after
-/// a failed assertion). Declared before the agent, so dropped after it.
-struct Cleanup {
-    admin: PathBuf,
-    objects: Vec<(&'static str, String)>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for (kind, name) in &self.objects {
-            let _ = gitwarden_tests::kubectl::run_kubectl(
-                &self.admin,
-                &["delete", kind, name, "--ignore-not-found", "--wait=false"],
-            );
-            // Finalizers would keep it (and with it, its effect) around.
-            let _ = gitwarden_tests::kubectl::run_kubectl(
-                &self.admin,
-                &[
-                    "patch",
-                    kind,
-                    name,
-                    "--type=merge",
-                    "-p",
-                    r#"{"metadata":{"finalizers":null}}"#,
-                ],
-            );
-        }
-    }
-}
-
-fn cleanup(s: &AgentSetup, objects: &[(&'static str, &str)]) -> Cleanup {
-    Cleanup {
-        admin: s.cluster.kubeconfig(Identity::Admin),
-        objects: objects
-            .iter()
-            .map(|(kind, name)| (*kind, (*name).to_owned()))
-            .collect(),
-    }
 }
 
 /// A file holding the agent's push-notification token.

@@ -168,7 +168,14 @@ impl AgentSetup {
 
     /// `gitwarden-agent sync -o json`, which must succeed; returns what it printed.
     pub fn sync(&self) -> Synced {
-        let run = self.agent("sync", &["-o", "json"]);
+        self.sync_with(&[])
+    }
+
+    /// `gitwarden-agent sync -o json` with `extra` arguments, which must
+    /// succeed; returns what it printed.
+    pub fn sync_with(&self, extra: &[&str]) -> Synced {
+        let args: Vec<&str> = ["-o", "json"].iter().chain(extra).copied().collect();
+        let run = self.agent("sync", &args);
         assert_eq!(run.code, 0, "sync failed:\n{}\n{}", run.stdout, run.stderr);
         run.synced()
     }
@@ -314,5 +321,46 @@ impl Drop for RunningAgent {
         if std::thread::panicking() {
             eprintln!("--- agent log ({}) ---\n{}", self.url, self.log());
         }
+    }
+}
+
+/// Cluster-scoped objects a test created, deleted when it ends (also after
+/// a failed assertion). Declared before the agent, so dropped after it.
+pub struct Cleanup {
+    admin: PathBuf,
+    objects: Vec<(&'static str, String)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (kind, name) in &self.objects {
+            let _ = gitwarden_tests::kubectl::run_kubectl(
+                &self.admin,
+                &["delete", kind, name, "--ignore-not-found", "--wait=false"],
+            );
+            // Finalizers would keep it (and with it, its effect) around.
+            let _ = gitwarden_tests::kubectl::run_kubectl(
+                &self.admin,
+                &[
+                    "patch",
+                    kind,
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+            );
+        }
+    }
+}
+
+/// Deletes `objects` (kind, name) when the returned guard is dropped.
+pub fn cleanup(s: &AgentSetup, objects: &[(&'static str, &str)]) -> Cleanup {
+    Cleanup {
+        admin: s.cluster.kubeconfig(Identity::Admin),
+        objects: objects
+            .iter()
+            .map(|(kind, name)| (*kind, (*name).to_owned()))
+            .collect(),
     }
 }

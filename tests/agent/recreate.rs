@@ -3,11 +3,14 @@
 //! `gitwarden.io/force: enabled`, as Flux does; otherwise the revision fails
 //! and names them.
 
+use std::time::Duration;
+
+use gitwarden_agent::status::Synced;
 use gitwarden_apply::Action;
 use gitwarden_tests::testdata;
+use gitwarden_tests::wait::wait_blocking;
 
-use crate::common::{AgentSetup, actions, json};
-use gitwarden_agent::status::Synced;
+use crate::common::{AgentSetup, actions, cleanup, json};
 
 const FORCE: &str = "{gitwarden.io/force: enabled}";
 
@@ -27,9 +30,7 @@ fn job(annotations: &str, container: &str, image: &str) -> String {
 /// `gitwarden-agent sync`, which must succeed, not waiting for the Job to
 /// complete (this cluster has no node to run it).
 fn sync(s: &AgentSetup) -> Synced {
-    let run = s.agent("sync", &["-o", "json", "--health-timeout", "0s"]);
-    assert_eq!(run.code, 0, "sync failed:\n{}\n{}", run.stdout, run.stderr);
-    run.synced()
+    s.sync_with(&["--health-timeout", "0s"])
 }
 
 /// The live Job's uid and image.
@@ -142,7 +143,13 @@ async fn a_forced_job_refused_by_an_admission_policy_is_never_deleted_for_it() {
     let admin = s.cluster.kubeconfig(gitwarden_tests::Identity::Admin);
     gitwarden_tests::kubectl::run_kubectl_stdin(&admin, &["create", "-f", "-"], &manifest)
         .expect_success();
-    let _remove = PolicyCleanup(admin, policy.clone());
+    let _remove = cleanup(
+        &s,
+        &[
+            ("validatingadmissionpolicybinding", &policy),
+            ("validatingadmissionpolicy", &policy),
+        ],
+    );
     s.commit(
         &[("app/job.yaml", &job(FORCE, "migrate", "migrate:1"))],
         "v1",
@@ -151,18 +158,13 @@ async fn a_forced_job_refused_by_an_admission_policy_is_never_deleted_for_it() {
     let (uid, _) = live_job(&s);
 
     // Enforced once a server-side dry-run of an update is refused.
-    let started = std::time::Instant::now();
-    while !s
-        .kubectl(&["annotate", "job", "migrate", "probe=1", "--dry-run=server"])
-        .stderr
-        .contains(&policy)
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the policy is never enforced"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let enforced = wait_blocking(Duration::from_secs(30), || {
+        s.kubectl(&["annotate", "job", "migrate", "probe=1", "--dry-run=server"])
+            .stderr
+            .contains(&policy)
+            .then_some(())
+    });
+    assert!(enforced.is_some(), "the policy is never enforced");
 
     // A change the API server would make in place (an annotation): the
     // policy refuses it as Invalid and would let a create through. Still a
@@ -186,21 +188,4 @@ async fn a_forced_job_refused_by_an_admission_policy_is_never_deleted_for_it() {
         run.stderr
     );
     assert_eq!(live_job(&s).0, uid, "deleted for a policy's refusal");
-}
-
-/// Deletes the test's cluster-scoped policy and binding when dropped.
-struct PolicyCleanup(std::path::PathBuf, String);
-
-impl Drop for PolicyCleanup {
-    fn drop(&mut self) {
-        for kind in [
-            "validatingadmissionpolicybinding",
-            "validatingadmissionpolicy",
-        ] {
-            let _ = gitwarden_tests::kubectl::run_kubectl(
-                &self.0,
-                &["delete", kind, &self.1, "--ignore-not-found"],
-            );
-        }
-    }
 }

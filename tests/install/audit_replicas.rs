@@ -15,7 +15,7 @@ use gitwarden_tests::kubectl::run_plugin;
 use gitwarden_tests::node::NodeCluster;
 use serde_json::Value;
 
-use crate::installed::{admin_token, installed, pod_ip, steady};
+use crate::installed::{admin_token, installed, pod_ip, running_pods, steady};
 
 /// The refused writes per round.
 const PROBES: usize = 16;
@@ -34,25 +34,6 @@ fn webhook_ca(node: &NodeCluster) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .expect("the webhook's Secret holds ca.crt")
-}
-
-/// The webhook pods (Running), by name.
-fn webhook_pods(node: &NodeCluster) -> Vec<String> {
-    jsonpath(
-        node,
-        &[
-            "pods",
-            "-n",
-            SYSTEM_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/component=webhook",
-            "--field-selector=status.phase=Running",
-        ],
-        "{.items[*].metadata.name}",
-    )
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect()
 }
 
 /// One replica's own records (`x-gitwarden-audit-scope: replica`) of
@@ -160,7 +141,7 @@ fn any_replica_answers_audit_with_every_replicas_records() {
         .is_some(),
         "the webhook's two replicas never were Ready"
     );
-    let pods = webhook_pods(node);
+    let pods = running_pods(node, "webhook");
     assert_eq!(pods.len(), 2, "{pods:?}");
     let token = admin_token(node);
     let ca = webhook_ca(node);

@@ -9,7 +9,7 @@ use gitwarden_tests::Identity;
 use gitwarden_tests::install::{SYSTEM_NAMESPACE, jsonpath, synced_revision, wait_ready_replicas};
 use gitwarden_tests::wait::wait_blocking;
 
-use crate::installed::installed;
+use crate::installed::{installed, leader_pod};
 
 /// How long a replica count may take to settle here.
 const TWO_MINUTES: Duration = Duration::from_secs(120);
@@ -124,11 +124,8 @@ fn one_apply_gives_an_enforcing_gitwarden_that_runs_the_repository() {
         ),
         Some(2)
     );
-    let leader = jsonpath(
-        node,
-        &["lease", "gitwarden-agent", "-n", SYSTEM_NAMESPACE],
-        "{.spec.holderIdentity}",
-    );
+    // The holder identity is `<pod>_<random>`, so a restarted pod is a new holder.
+    let leader = leader_pod(node);
     let agents = jsonpath(
         node,
         &[
@@ -140,8 +137,6 @@ fn one_apply_gives_an_enforcing_gitwarden_that_runs_the_repository() {
         ],
         "{.items[*].metadata.name}",
     );
-    // The holder identity is `<pod>_<random>`, so a restarted pod is a new holder.
-    let leader = leader.split('_').next().unwrap_or_default().to_string();
     assert!(
         agents.split_whitespace().any(|pod| pod == leader),
         "leader {leader:?} is not one of the agent pods {agents:?}"

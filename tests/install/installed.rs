@@ -126,6 +126,26 @@ pub fn leader_pod(node: &NodeCluster) -> String {
     holder.split('_').next().unwrap_or_default().to_string()
 }
 
+/// The Running pods of one of gitwarden's components (`agent`, `webhook`:
+/// the `app.kubernetes.io/component` label), by name.
+pub fn running_pods(node: &NodeCluster, component: &str) -> Vec<String> {
+    jsonpath(
+        node,
+        &[
+            "pods",
+            "-n",
+            SYSTEM_NAMESPACE,
+            "-l",
+            &format!("app.kubernetes.io/component={component}"),
+            "--field-selector=status.phase=Running",
+        ],
+        "{.items[*].metadata.name}",
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
 /// A pod's IP (the host routes the pod range to the node).
 pub fn pod_ip(node: &NodeCluster, namespace: &str, pod: &str) -> String {
     jsonpath(node, &["pod", pod, "-n", namespace], "{.status.podIP}")

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use gitwarden_shared::names;
 use gitwarden_tests::Identity;
-use gitwarden_tests::install::{SYSTEM_NAMESPACE, jsonpath, wait_ready_replicas};
+use gitwarden_tests::install::{SYSTEM_NAMESPACE, wait_ready_replicas};
 use gitwarden_tests::kubectl::run_plugin;
-use gitwarden_tests::node::NodeCluster;
 use gitwarden_tests::wait::wait_blocking;
 use serde_json::Value;
 
-use crate::installed::{admin_token, installed, leader_pod, pod_ip, steady};
+use crate::installed::{admin_token, installed, leader_pod, pod_ip, running_pods, steady};
 
 /// GET `url` with `token` and `headers`: the status code, the named
 /// response headers and the body as JSON (`Null` when it is none).
@@ -55,25 +54,6 @@ fn get(
     })
 }
 
-/// The agent pods (Running), by name.
-fn agent_pods(node: &NodeCluster) -> Vec<String> {
-    jsonpath(
-        node,
-        &[
-            "pods",
-            "-n",
-            SYSTEM_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/component=agent",
-            "--field-selector=status.phase=Running",
-        ],
-        "{.items[*].metadata.name}",
-    )
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect()
-}
-
 #[test]
 fn every_replica_answers_status_with_the_leaders_status() {
     let installed = installed();
@@ -98,7 +78,7 @@ fn every_replica_answers_status_with_the_leaders_status() {
     // leader: so an answer "leader" from it below is the leader's, forwarded.
     let (leader, standby, standby_url) = wait_blocking(Duration::from_secs(120), || {
         let leader = leader_pod(node);
-        let pods = agent_pods(node);
+        let pods = running_pods(node, "agent");
         if leader.is_empty() || pods.len() != 2 || !pods.contains(&leader) {
             return None;
         }

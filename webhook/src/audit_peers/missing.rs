@@ -31,10 +31,11 @@ impl std::fmt::Display for Missing {
 /// ([`names::AUDIT_SCOPE_HEADER`]: [`names::AUDIT_SCOPE_REPLICA`]): a peer
 /// asking, which must not ask further.
 pub fn replica_scope(headers: &HeaderMap) -> bool {
-    headers
-        .get(names::AUDIT_SCOPE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(names::AUDIT_SCOPE_REPLICA))
+    gitwarden_runtime::access::asks_replica_only(
+        headers,
+        names::AUDIT_SCOPE_HEADER,
+        names::AUDIT_SCOPE_REPLICA,
+    )
 }
 
 /// [`names::AUDIT_MISSING_HEADER`]'s value for `missing` (`None` when
